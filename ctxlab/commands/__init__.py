@@ -1,0 +1,1 @@
+"""One module per ``ctxlab`` sub-command (see ``ctxlab.cli``)."""
