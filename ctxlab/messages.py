@@ -65,9 +65,11 @@ class FrozenDict(Mapping[str, Any]):
         return len(self._data)
 
     def __hash__(self) -> int:
-        if self._hash is None:
-            object.__setattr__(self, "_hash", hash(tuple(sorted(self._data.items(), key=_k0))))
-        return self._hash
+        h = self._hash
+        if h is None:
+            h = hash(tuple(sorted(self._data.items(), key=_k0)))
+            object.__setattr__(self, "_hash", h)
+        return h
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, FrozenDict):
