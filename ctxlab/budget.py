@@ -48,6 +48,17 @@ class Budget:
             raise UsageError(f"Budget.fraction share must be in (0, 1], got {share}")
         return cls(max_tokens=int(context_window * share), reserve_output=reserve_output)
 
+    @classmethod
+    def for_model(cls, model: str, *, reserve_output: int = 0) -> Budget:
+        """A budget of a model's whole context window, from ctxlab's price table.
+
+        Raises:
+            UsageError: the model's context window is unknown.
+        """
+        from ctxlab.providers.pricing import context_window
+
+        return cls(max_tokens=context_window(model), reserve_output=reserve_output)
+
     def __str__(self) -> str:
         reserve = f" (reserve {self.reserve_output})" if self.reserve_output else ""
         return f"{self.max_tokens} tokens{reserve}"

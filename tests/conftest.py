@@ -12,6 +12,8 @@ from hypothesis import HealthCheck, settings
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "data"
 
+pytest_plugins = ["local_llm_fixture", "redis_fixture"]  # `local_llm`; `redis_server`/`redis_url`
+
 # deadline=None everywhere: this machine is shared and timings are noisy.
 settings.register_profile(
     "default", max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow]

@@ -32,6 +32,7 @@ _REGISTRY: dict[str, str] = {
     "pipeline": "ctxlab.strategies.pipeline:Pipeline",
     "sliding_window": "ctxlab.strategies.sliding_window:SlidingWindow",
     "summarize": "ctxlab.strategies.summarize:Summarize",
+    "summary_window": "ctxlab.strategies.summarize:SummaryWindow",
     "token_window": "ctxlab.strategies.token_window:TokenWindow",
     "truncate_long": "ctxlab.strategies.truncate_long:TruncateLong",
 }

@@ -1,0 +1,212 @@
+"""Helpers every format module shares: reading JSON/JSONL records, field access, tool pairing.
+
+Format parsers raise `DataFormatError` with only a reason (``"traj[7]: missing field 'role'"``);
+the reader that drove them adds the file and the 1-based line (JSONL) or 0-based record index
+(JSON), so every error a user sees says where to look.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar, overload
+
+from ctxlab.errors import DataFormatError
+from ctxlab.messages import Message, ToolCall
+
+__all__ = [
+    "Record",
+    "field",
+    "optional",
+    "pair_tool_calls",
+    "read_records",
+]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Record:
+    """One top-level JSON value of a file and where it sits.
+
+    Attributes:
+        value: the parsed JSON value.
+        index: 0-based position among the file's records.
+        line: 1-based line for JSONL files, None for JSON files.
+    """
+
+    value: Any
+    index: int
+    line: int | None = None
+
+    def error(self, path: Path, exc: DataFormatError) -> DataFormatError:
+        """`exc` re-raised with this record's location in `path`."""
+        if self.line is not None:
+            return DataFormatError(exc.reason, path=path, line=self.line)
+        return DataFormatError(exc.reason, path=path, record=self.index)
+
+
+def _decode(path: Path, data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise DataFormatError(
+            f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+            "re-encode the file as UTF-8",
+            path=path,
+            line=line,
+        ) from None
+
+
+def read_records(path: Path) -> list[Record]:
+    """Parse a JSON file (one value or a list of values) or a JSONL file into records.
+
+    ``.jsonl`` files are read line by line. Other files are read as one JSON document, and
+    as JSONL when that fails only because a second value follows the first.
+
+    Raises:
+        DataFormatError: unreadable, empty, not UTF-8 or not JSON (with the line).
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataFormatError(f"cannot read the file: {exc.strerror}", path=path) from None
+    text = _decode(path, data)
+    if not text.strip():
+        raise DataFormatError(
+            "the file is empty; expected JSON or JSONL conversations", path=path, line=1
+        )
+    if path.suffix.lower() == ".jsonl":
+        return _jsonl(path, text)
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        if exc.msg == "Extra data" and exc.lineno > 1:
+            return _jsonl(path, text)
+        raise DataFormatError(f"malformed JSON: {exc.msg}", path=path, line=exc.lineno) from None
+    values = value if isinstance(value, list) else [value]
+    return [Record(value=v, index=i) for i, v in enumerate(values)]
+
+
+def _jsonl(path: Path, text: str) -> list[Record]:
+    records: list[Record] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataFormatError(
+                f"malformed JSON line: {exc.msg} (column {exc.colno})", path=path, line=number
+            ) from None
+        records.append(Record(value=value, index=len(records), line=number))
+    return records
+
+
+@overload
+def field(obj: Any, key: str, kind: type[T], where: str) -> T: ...
+@overload
+def field(obj: Any, key: str, kind: tuple[type, ...], where: str) -> Any: ...
+def field(obj: Any, key: str, kind: type[T] | tuple[type, ...], where: str) -> T | Any:
+    """``obj[key]``, checked to be a `kind`; the error names `where` and the key."""
+    if not isinstance(obj, dict):
+        raise DataFormatError(f"{where}: expected a JSON object, got {_kind(obj)}")
+    if key not in obj:
+        raise DataFormatError(f"{where}: missing field {key!r}")
+    value = obj[key]
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise DataFormatError(f"{where}.{key}: expected {_names(kind)}, got {_kind(value)}")
+    return value
+
+
+@overload
+def optional(obj: dict[str, Any], key: str, kind: type[T], where: str) -> T | None: ...
+@overload
+def optional(obj: dict[str, Any], key: str, kind: tuple[type, ...], where: str) -> Any: ...
+def optional(
+    obj: dict[str, Any], key: str, kind: type[T] | tuple[type, ...], where: str
+) -> T | Any:
+    """Like `field`, but a missing key or JSON null gives None."""
+    if obj.get(key) is None:
+        return None
+    return field(obj, key, kind, where)
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", type(None): "null"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _names(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(_kind(k()) if k in (dict, list, str) else k.__name__ for k in kinds)
+
+
+def pair_tool_calls(messages: Sequence[Message], where: str) -> tuple[list[Message], int]:
+    """Check that every tool result answers an earlier call; make call ids unique.
+
+    Some recordings reuse a call id for a later, different call (tau-bench does). A result
+    answers the newest call with its id, and repeated ids are renamed ``<id>_dup<n>`` so that
+    pairing by id is unambiguous downstream. Returns the messages and how many ids were renamed.
+
+    Raises:
+        DataFormatError: a tool result without a call id, or answering no earlier call.
+    """
+    current: dict[str, str] = {}  # id as written -> id of the newest call carrying it
+    used: set[str] = set()
+    out: list[Message] = []
+    renamed = 0
+    for i, m in enumerate(messages):
+        if m.tool_calls:
+            calls = []
+            for call in m.tool_calls:
+                new = _unique(call.id, used)
+                renamed += new != call.id
+                used.add(new)
+                current[call.id] = new
+                calls.append(
+                    call
+                    if new == call.id
+                    else ToolCall(id=new, name=call.name, arguments=call.arguments)
+                )
+            m = m.replace(tool_calls=tuple(calls)) if calls != list(m.tool_calls) else m
+        if m.role == "tool":
+            m = _answer(m, current, f"{where}[{i}]")
+        out.append(m)
+    return out, renamed
+
+
+def _unique(call_id: str, used: set[str]) -> str:
+    if call_id not in used:
+        return call_id
+    n = 2
+    while f"{call_id}_dup{n}" in used:
+        n += 1
+    return f"{call_id}_dup{n}"
+
+
+def _answer(m: Message, current: dict[str, str], where: str) -> Message:
+    if not m.tool_call_id:
+        raise DataFormatError(f"{where}: tool result without a tool_call_id")
+    target = current.get(m.tool_call_id)
+    if target is None:
+        raise DataFormatError(
+            f"{where}: tool result for call {m.tool_call_id!r}, but no earlier assistant "
+            "message made that call"
+        )
+    return m if target == m.tool_call_id else m.replace(tool_call_id=target)
+
+
+def iter_text_parts(content: Any, where: str) -> Iterator[str]:
+    """Texts of a string or an OpenAI-style list of ``{"type": "text"}`` parts."""
+    if isinstance(content, str):
+        yield content
+        return
+    if not isinstance(content, list):
+        raise DataFormatError(f"{where}: content must be a string or a list of parts")
+    for j, part in enumerate(content):
+        yield field(part, "text", str, f"{where}[{j}]")

@@ -1,0 +1,252 @@
+"""Cost metrics: what the requests of a replay send, and what they would be billed.
+
+Every probe is one request: the pruned context of ``messages[:k]``. Running totals
+(``cumulative_input_tokens``, ``cost_usd``, ``prefix_stability``) are NaN from the first probe
+whose budget the strategy could not meet, since the bill from there on is unknown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ctxlab.messages import Message
+from ctxlab.metrics.base import NAN, Aggregate, Cell, Probe, ProbeMetric, Values
+from ctxlab.tokens import TokenCounter
+from ctxlab.usage import Usage
+
+__all__ = [
+    "Compression",
+    "CostUsd",
+    "CumulativeInputTokens",
+    "ExtraInputTokens",
+    "ExtraOutputTokens",
+    "InputTokens",
+    "PrefixStability",
+    "shared_prefix_tokens",
+]
+
+
+class InputTokens(ProbeMetric):
+    """``input_tokens``: tokens of the request sent at the probe, ``pruned.tokens``.
+
+    That is Σ count(message) + reply priming by the run's counter, summaries and placeholders
+    included.
+    """
+
+    name = "input_tokens"
+
+    def value(self, cell: Cell, probe: Probe) -> float:
+        """The pruned context's tokens."""
+        assert probe.pruned is not None
+        return float(probe.pruned.tokens)
+
+
+class CumulativeInputTokens(ProbeMetric):
+    """``cumulative_input_tokens``: Σ ``input_tokens`` over the probes up to this one.
+
+    At a conversation's last probe it is the prompt-token bill of the whole conversation.
+    """
+
+    name = "cumulative_input_tokens"
+    aggregate: ClassVar[Aggregate] = "last"
+
+    def compute(self, cell: Cell) -> Values:
+        """Running sum of the probes' tokens (NaN from the first failed probe on)."""
+        sent = [NAN if p.pruned is None else float(p.pruned.tokens) for p in cell.probes]
+        return {self.name: np.cumsum(sent).tolist()}
+
+
+class ExtraInputTokens(ProbeMetric):
+    """``extra_input_tokens``: prompt tokens of the strategy's own LLM calls at this probe.
+
+    From ``pruned.extra_usage`` (all prompt buckets); 0 for strategies that call no LLM.
+    """
+
+    name = "extra_input_tokens"
+
+    def value(self, cell: Cell, probe: Probe) -> float:
+        """Summarizer prompt tokens spent at this probe."""
+        assert probe.pruned is not None
+        return float(probe.pruned.extra_usage.total_input_tokens)
+
+
+class ExtraOutputTokens(ProbeMetric):
+    """``extra_output_tokens``: tokens the strategy's own LLM calls generated at this probe."""
+
+    name = "extra_output_tokens"
+
+    def value(self, cell: Cell, probe: Probe) -> float:
+        """Summarizer output tokens spent at this probe."""
+        assert probe.pruned is not None
+        return float(probe.pruned.extra_usage.output_tokens)
+
+
+class Compression(ProbeMetric):
+    """``compression``: ``1 - tokens_after / tokens_before`` at the probe.
+
+    ``tokens_before`` is the request holding the whole prefix, ``tokens_after`` the pruned one
+    (both with reply priming). 0 when nothing is removed; negative when a strategy adds more
+    than it removes.
+    """
+
+    name = "compression"
+
+    def value(self, cell: Cell, probe: Probe) -> float:
+        """Share of the prefix's tokens removed."""
+        assert probe.pruned is not None
+        return 1.0 - probe.pruned.tokens / cell.facts.tokens_before(probe.k)
+
+
+class PrefixStability(ProbeMetric):
+    """``prefix_stability``: Σ shared-prefix tokens / Σ context tokens over the probes so far.
+
+    The shared prefix of a probe is the longest common token prefix of its context and the
+    previous probe's context (0 at the first probe), so the ratio is the share of prompt
+    tokens a provider's prompt cache could reuse. Contexts are compared as token sequences in
+    which a message is ⟨start⟩ role ⟨sep⟩ content [⟨name⟩ name] [call names and arguments]
+    ⟨end⟩, the layout `TokenCounter.count` bills (reply priming is not part of the prefix).
+    """
+
+    name = "prefix_stability"
+    aggregate: ClassVar[Aggregate] = "last"
+
+    def compute(self, cell: Cell) -> Values:
+        """Running ratio of shared to sent tokens (NaN from the first failed probe on)."""
+        shared = np.cumsum(shared_prefix_tokens(cell))
+        sent = np.cumsum([NAN if p.pruned is None else p.pruned.tokens for p in cell.probes])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return {self.name: (shared / sent).tolist()}
+
+
+@dataclass(frozen=True)
+class CostUsd(ProbeMetric):
+    """``cost_usd``: dollars billed for the conversation up to and including this probe.
+
+    Each probe request is billed at `model`'s prices: its ``input_tokens`` at the input price
+    plus the strategy's own LLM calls (``extra_usage``); the model's reply is the same under
+    every strategy and is not counted. NaN when no model is given or the price table does not
+    know it. ``cost_usd_cached`` is the same bill when the prompt cache serves each request's
+    shared prefix with the previous one (`shared_prefix_tokens`, priced by
+    `ctxlab.providers.pricing.prompt_caching_cost`: prefixes under 1024 tokens are not cached).
+
+    Attributes:
+        model: the model whose prices apply, e.g. ``gpt-4o-mini``.
+    """
+
+    model: str | None = None
+    name: ClassVar[str] = "cost_usd"
+    aggregate: ClassVar[Aggregate] = "last"
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """``cost_usd`` and ``cost_usd_cached``."""
+        return ("cost_usd", "cost_usd_cached")
+
+    def compute(self, cell: Cell) -> Values:
+        """Running dollar totals without and with prompt caching."""
+        pricing = _pricing(self.model)
+        if pricing is None or self.model is None:
+            nan = [NAN] * len(cell.probes)
+            return {"cost_usd": nan, "cost_usd_cached": nan}
+        plain, cached = [], []
+        for probe, shared in zip(cell.probes, shared_prefix_tokens(cell)):
+            a, b = _probe_costs(pricing, self.model, probe, shared)
+            plain.append(a)
+            cached.append(b)
+        return {"cost_usd": np.cumsum(plain).tolist(), "cost_usd_cached": np.cumsum(cached).tolist()}
+
+
+def _pricing(model: str | None) -> Any:
+    """The pricing module when `model` has a price, else None (cost is then NaN)."""
+    if model is None:
+        return None
+    try:
+        from ctxlab.providers import pricing
+    except ImportError:
+        return None
+    return pricing if pricing.lookup(model) is not None else None
+
+
+def _probe_costs(pricing: Any, model: str, probe: Probe, shared: float) -> tuple[float, float]:
+    if probe.pruned is None:
+        return NAN, NAN
+    tokens, extra = probe.pruned.tokens, probe.pruned.extra_usage
+    plain = float(pricing.cost_usd(Usage(input_tokens=tokens) + extra, model))
+    cache = pricing.prompt_caching_cost([tokens], [int(shared)], model)
+    return plain, float(cache.cached_usd) + float(pricing.cost_usd(extra, model))
+
+
+def shared_prefix_tokens(cell: Cell) -> list[float]:
+    """Per probe, tokens its context shares as a prefix with the previous sent context.
+
+    The first probe shares nothing; a probe after one whose budget failed compares with the
+    last context actually sent; a failed probe itself is NaN.
+    """
+    return cell.memo("cost.shared_prefix", _shared_prefix)
+
+
+def _shared_prefix(cell: Cell) -> list[float]:
+    out: list[float] = []
+    previous: Probe | None = None
+    for probe in cell.probes:
+        if probe.pruned is None:
+            out.append(NAN)
+            continue
+        out.append(0.0 if previous is None else float(_common_prefix(previous, probe, cell)))
+        previous = probe
+    return out
+
+
+def _common_prefix(prev: Probe, cur: Probe, cell: Cell) -> int:
+    """Tokens of the longest common prefix of two probes' contexts."""
+    assert prev.pruned is not None and cur.pruned is not None
+    a, b, counts = prev.order, cur.order, cell.facts.counts
+    counter = cell.facts.counter
+    end = min(len(a), len(b))
+    total, j = 0, 0
+    while j < end:
+        # The same original message at the same place: compare whole runs at once.
+        same = (a[j:end] == b[j:end]) & (a[j:end] >= 0)
+        run = end - j if same.all() else int(np.argmin(same))
+        total += int(counts[a[j : j + run]].sum())
+        j += run
+        if j == end:
+            break
+        x, y = prev.pruned.messages[j], cur.pruned.messages[j]
+        if not (x is y or _same(x, y)):
+            return total + _partial(x, y, counter)
+        total += counter.count(x)
+        j += 1
+    return total
+
+
+def _same(x: Message, y: Message) -> bool:
+    return (x.role, x.content, x.name, x.tool_calls) == (y.role, y.content, y.name, y.tool_calls)
+
+
+def _partial(x: Message, y: Message, counter: TokenCounter) -> int:
+    """Common leading tokens of two different messages (0 for counters that cannot encode)."""
+    encode = getattr(counter, "encode", None)
+    if encode is None:
+        return 0
+    sx, sy = _sequence(x, encode), _sequence(y, encode)
+    n = 0
+    for p, q in zip(sx, sy):
+        if p != q:
+            break
+        n += 1
+    return n
+
+
+def _sequence(m: Message, encode: Any) -> list[int]:
+    """The token layout `TokenCounter.count` bills, with negative ids for the markers."""
+    seq = [-1, *encode(m.role), -2, *encode(m.text)]
+    if m.name:
+        seq += [-4, *encode(m.name)]
+    for call in m.tool_calls:
+        seq += [*encode(call.name), *encode(call.arguments)]
+    seq.append(-3)
+    return seq

@@ -1,0 +1,311 @@
+"""`Report`: the tidy result of `compare`, its summaries, paired differences and Pareto front.
+
+`Report.df` has one row per (dataset, conversation_id, strategy, budget, probe) with the
+columns of `COLUMNS` first (then extras such as ``cost_usd_cached``, per-category evidence
+recall, ``tokens_before``, ``messages_sent``). Confidence intervals are bootstrap percentile
+intervals that resample whole conversations (probes of one conversation are not
+independent), seeded so the same report always gives the same intervals.
+"""
+
+from __future__ import annotations
+
+import html
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from ctxlab.errors import MissingDependencyError, UsageError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["COLUMNS", "KEYS", "Report"]
+
+#: The columns every report starts with, in this order.
+COLUMNS: tuple[str, ...] = (
+    "dataset",
+    "conversation_id",
+    "strategy",
+    "budget",
+    "probe",
+    "input_tokens",
+    "budget_ok",
+    "cumulative_input_tokens",
+    "extra_input_tokens",
+    "extra_output_tokens",
+    "cost_usd",
+    "compression",
+    "prefix_stability",
+    "evidence_recall",
+    "answer_presence",
+    "key_string_recall",
+    "action_argument_recall",
+    "dropped_content_coverage",
+)
+#: The summary's group keys.
+KEYS: tuple[str, ...] = ("dataset", "strategy", "budget")
+_IDENTITY = ("dataset", "conversation_id", "strategy", "budget", "probe")
+# Running totals: summarised by each conversation's value at its last probe.
+# The summary columns a notebook shows (means only; CIs are in `summary()`).
+_HTML_COLUMNS = (
+    "budget_ok",
+    "input_tokens",
+    "cumulative_input_tokens",
+    "cost_usd",
+    "compression",
+    "prefix_stability",
+    "evidence_recall",
+    "answer_presence",
+    "key_string_recall",
+    "action_argument_recall",
+    "dropped_content_coverage",
+)
+_LAST = frozenset({"cumulative_input_tokens", "cost_usd", "cost_usd_cached", "prefix_stability"})
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Report:
+    """The rows of a comparison and what produced them.
+
+    Attributes:
+        df: the tidy table (see the module docstring); treat it as read-only.
+        meta: the run record: ctxlab version, data files and hashes, strategies with their
+            parameters, budgets, probes, encoding, model, metrics, seed.
+    """
+
+    df: pd.DataFrame
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_rows(cls, df: pd.DataFrame, *, meta: Mapping[str, Any] | None = None) -> Report:
+        """A report from rows: standard columns first, typed; missing ones filled with NaN."""
+        df = df.copy()
+        for col in COLUMNS:
+            if col not in df:
+                df[col] = np.nan
+        extras = [c for c in df.columns if c not in COLUMNS]
+        df = df[[*COLUMNS, *extras]]
+        df = df.astype({"budget": "int64", "probe": "int64", "budget_ok": "bool"})
+        df = df.astype({"dataset": "object", "conversation_id": "object", "strategy": "object"})
+        for col in df.columns:
+            if col not in (*_IDENTITY, "budget_ok"):
+                df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
+        return cls(df=df.reset_index(drop=True), meta=dict(meta or {}))
+
+    @classmethod
+    def read_csv(cls, path: str | Path) -> Report:
+        """A report from a CSV written by `to_csv` (the run record is not in the CSV)."""
+        df = pd.read_csv(path, dtype={"dataset": str, "conversation_id": str, "strategy": str})
+        return cls.from_rows(df)
+
+    def aggregate(self, column: str) -> Literal["mean", "last"]:
+        """How the summary aggregates `column`: the mean over probes, or each
+        conversation's value at its last probe (running totals)."""
+        declared = self.meta.get("aggregates", {}).get(column)
+        if declared in ("mean", "last"):
+            return "last" if declared == "last" else "mean"
+        return "last" if column in _LAST else "mean"
+
+    @property
+    def metric_columns(self) -> list[str]:
+        """Numeric columns that hold a value somewhere (budget_ok included, as a share)."""
+        return [c for c in self.df.columns if c not in _IDENTITY and self.df[c].notna().any()]
+
+    def summary(
+        self,
+        metrics: Sequence[str] | None = None,
+        *,
+        confidence: float = 0.95,
+        n_boot: int = 1000,
+        seed: int = 0,
+    ) -> pd.DataFrame:
+        """Per (dataset, strategy, budget): each metric's estimate and bootstrap CI.
+
+        Per-probe metrics are averaged over probes; running totals (cumulative tokens, cost,
+        prefix stability) over conversations at their last probe. Intervals resample whole
+        conversations (probes, when a group holds a single conversation); ``n_boot=0`` skips
+        them. Columns: the keys, ``conversations``, ``probes``, then ``<metric>``,
+        ``<metric>_lo``, ``<metric>_hi`` for each metric.
+        """
+        cols = list(metrics) if metrics is not None else self.metric_columns
+        self._require(cols)
+        rows = []
+        for key, group in self.df.groupby(list(KEYS), sort=False):
+            row: dict[str, Any] = dict(zip(KEYS, key))
+            row["conversations"] = group["conversation_id"].nunique()
+            row["probes"] = len(group)
+            rng = np.random.default_rng([seed, zlib.crc32(repr(key).encode())])
+            for col in cols:
+                est, lo, hi = self._interval(group, col, rng, n_boot, confidence)
+                row.update({col: est, f"{col}_lo": lo, f"{col}_hi": hi})
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def _interval(
+        self, group: pd.DataFrame, col: str, rng: np.random.Generator, n_boot: int, conf: float
+    ) -> tuple[float, float, float]:
+        if self.aggregate(col) == "last":
+            group = _last_probes(group)
+        values = group[col].astype("float64").to_numpy()
+        units = group["conversation_id"].to_numpy()
+        if len(set(units)) < 2:
+            units = np.arange(len(values))
+        return _cluster_bootstrap(values, units, rng, n_boot, conf)
+
+    def paired(
+        self,
+        a: Any,
+        b: Any,
+        metric: str,
+        *,
+        confidence: float = 0.95,
+        n_boot: int = 1000,
+        seed: int = 0,
+    ) -> pd.DataFrame:
+        """Strategy `a` minus strategy `b` on `metric`, over the same probes, per budget.
+
+        Only probes where both have a value are paired (at conversations' last probes for
+        running totals). The CI is a paired bootstrap resampling conversations.
+        Columns: dataset, budget, metric, a, b, pairs, conversations, mean_a, mean_b, diff,
+        diff_lo, diff_hi.
+        """
+        la, lb = _label(a), _label(b)
+        self._require([metric])
+        for label in (la, lb):
+            if label not in set(self.df["strategy"]):
+                known = ", ".join(dict.fromkeys(self.df["strategy"]))
+                raise UsageError(f"strategy {label!r} is not in this report; it has: {known}")
+        df = self.df if self.aggregate(metric) == "mean" else _last_probes(self.df)
+        on = ["dataset", "conversation_id", "budget", "probe"]
+        left = df.loc[df["strategy"] == la, [*on, metric]]
+        right = df.loc[df["strategy"] == lb, [*on, metric]]
+        pairs = left.merge(right, on=on, suffixes=("_a", "_b")).dropna()
+        rows = []
+        for (dataset, budget), g in pairs.groupby(["dataset", "budget"], sort=False):
+            diff = (g[f"{metric}_a"] - g[f"{metric}_b"]).to_numpy()
+            units = g["conversation_id"].to_numpy()
+            if len(set(units)) < 2:
+                units = np.arange(len(diff))
+            rng = np.random.default_rng([seed, zlib.crc32(repr((dataset, budget)).encode())])
+            est, lo, hi = _cluster_bootstrap(diff, units, rng, n_boot, confidence)
+            rows.append(
+                {"dataset": dataset, "budget": budget, "metric": metric, "a": la, "b": lb,
+                 "pairs": len(g), "conversations": g["conversation_id"].nunique(),
+                 "mean_a": g[f"{metric}_a"].mean(), "mean_b": g[f"{metric}_b"].mean(),
+                 "diff": est, "diff_lo": lo, "diff_hi": hi}
+            )  # fmt: skip
+        return pd.DataFrame(rows)
+
+    def pareto(
+        self, x: str = "cumulative_input_tokens", y: str = "evidence_recall"
+    ) -> pd.DataFrame:
+        """The non-dominated (strategy, budget) points per dataset: lower `x`, higher `y`.
+
+        A point is dominated when another has x no higher and y no lower, one of them
+        strictly. Columns: dataset, strategy, budget, `x`, `y`; sorted by dataset then x.
+        """
+        points = self.summary([x, y], n_boot=0)[[*KEYS, x, y]].dropna()
+        keep = []
+        for _, g in points.groupby("dataset", sort=False):
+            xs, ys = g[x].to_numpy(), g[y].to_numpy()
+            for i in range(len(g)):
+                better = (xs <= xs[i]) & (ys >= ys[i]) & ((xs < xs[i]) | (ys > ys[i]))
+                if not better.any():
+                    keep.append(g.index[i])
+        out = points.loc[keep].sort_values(["dataset", x, y], ascending=[True, True, False])
+        return out.reset_index(drop=True)
+
+    def plot(self, kind: str = "pareto", **kwargs: Any) -> Figure:
+        """A figure from `ctxlab.plots`: ``pareto``, ``tokens`` or ``evidence``."""
+        from ctxlab import plots
+
+        makers = {
+            "pareto": plots.pareto,
+            "tokens": plots.tokens_per_probe,
+            "evidence": plots.evidence_by_category,
+        }
+        if kind not in makers:
+            raise UsageError(f"unknown plot {kind!r}; choose one of {', '.join(makers)}")
+        return makers[kind](self, **kwargs)
+
+    def to_csv(self, path: str | Path | None = None) -> str | None:
+        """Write the rows as CSV to `path`, or return the CSV text when no path is given."""
+        return self.df.to_csv(path, index=False)
+
+    def to_parquet(self, path: str | Path) -> None:
+        """Write the rows as Parquet (needs pyarrow: ``pip install 'ctxlab[parquet]'``).
+
+        Raises:
+            MissingDependencyError: pyarrow is not installed.
+        """
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise MissingDependencyError("pyarrow", "parquet", "Report.to_parquet") from None
+        self.df.to_parquet(path, index=False)
+
+    def _require(self, cols: Sequence[str]) -> None:
+        missing = [c for c in cols if c not in self.df.columns or c in _IDENTITY]
+        if missing:
+            known = ", ".join(c for c in self.df.columns if c not in _IDENTITY)
+            raise UsageError(f"unknown metric column(s) {', '.join(missing)}; known: {known}")
+
+    def __repr__(self) -> str:
+        df = self.df
+        return (
+            f"Report({len(df)} rows: {df['conversation_id'].nunique()} conversations x "
+            f"{df['strategy'].nunique()} strategies x {df['budget'].nunique()} budgets)"
+        )
+
+    def _repr_html_(self) -> str:
+        df = self.df
+        shown = [c for c in _HTML_COLUMNS if c in self.metric_columns]
+        table = self.summary(shown, n_boot=200)[[*KEYS, "conversations", "probes", *shown]]
+        head = html.escape(repr(self))
+        body = table.to_html(index=False, float_format=lambda v: f"{v:.3g}", na_rep="–")
+        datasets = html.escape(", ".join(dict.fromkeys(df["dataset"])))
+        return f"<div><p><b>{head}</b><br>datasets: {datasets}</p>{body}</div>"
+
+
+def _label(strategy: Any) -> str:
+    return strategy if isinstance(strategy, str) else str(strategy.label)
+
+
+def _last_probes(df: pd.DataFrame) -> pd.DataFrame:
+    """Each (dataset, conversation, strategy, budget)'s row at its last probe."""
+    ordered = df.sort_values("probe", kind="stable")
+    return ordered.drop_duplicates(["dataset", "conversation_id", "strategy", "budget"], keep="last")
+
+
+def _cluster_bootstrap(
+    values: FloatArray, units: npt.NDArray[Any], rng: np.random.Generator, n_boot: int, conf: float
+) -> tuple[float, float, float]:
+    """Mean of the non-NaN values and a percentile CI resampling whole units.
+
+    Each replicate draws units with replacement and takes Σ values / Σ counts over them, so
+    the estimate it varies is the same pooled mean as the point estimate.
+    """
+    valid = ~np.isnan(values)
+    if not valid.any():
+        return np.nan, np.nan, np.nan
+    codes, units_idx = np.unique(units[valid], return_inverse=True)
+    sums = np.bincount(units_idx, weights=values[valid])
+    counts = np.bincount(units_idx).astype(np.float64)
+    est = float(sums.sum() / counts.sum())
+    if n_boot <= 0:
+        return est, np.nan, np.nan
+    u = len(codes)
+    draws = rng.integers(0, u, size=(n_boot, u))
+    weights = np.bincount((np.arange(n_boot)[:, None] * u + draws).ravel(), minlength=n_boot * u)
+    weights = weights.reshape(n_boot, u).astype(np.float64)
+    reps = (weights @ sums) / (weights @ counts)
+    tail = (1 - conf) / 2 * 100
+    lo, hi = np.percentile(reps, [tail, 100 - tail])
+    return est, float(lo), float(hi)

@@ -1,0 +1,61 @@
+"""Chaining strategies: run one on another's output, described in terms of the original.
+
+A later step sees the earlier step's messages as its conversation; `compose` maps its decisions
+back to the original messages (a message kept by the first step and masked by the second is
+masked; a summary dropped later makes the messages folded into it dropped).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from ctxlab.messages import Conversation
+from ctxlab.strategies.base import Decision, Pruned
+
+__all__ = ["chain", "compose"]
+
+
+def compose(first: Sequence[Decision], second: Sequence[Decision]) -> list[Decision]:
+    """Decisions about original messages, given a first step's and a second step's decisions.
+
+    Args:
+        first: one decision per original message.
+        second: one decision per message the first step produced.
+    """
+    later = {d.message_id: d for d in second}
+    return [_follow(d, later) for d in first]
+
+
+def _follow(d: Decision, later: dict[str, Decision]) -> Decision:
+    if d.action == "dropped":
+        return d
+    carrier = d.into if d.action == "summarized" else d.message_id
+    e = later.get(carrier or "")
+    if e is None:  # the carrier vanished without a decision: treat it as dropped
+        return replace(d, action="dropped", reason="dropped by a later step", into=None)
+    score = d.score if e.score is None else e.score
+    if e.action == "kept":
+        return d if d.action != "kept" else replace(d, reason=e.reason, score=score)
+    if d.action == "summarized":
+        if e.action == "dropped":
+            why = f"its summary was dropped ({e.reason})"
+            return replace(d, action="dropped", reason=why, into=None)
+        return replace(d, into=e.into if e.action == "summarized" else d.into)
+    if d.action == "kept" or e.action in ("dropped", "summarized"):
+        return replace(d, action=e.action, reason=e.reason, score=score, into=e.into)
+    # masked or truncated twice: what is sent is the later change of the same message
+    return replace(d, action=e.action, reason=f"{d.reason}; {e.reason}", score=score, into=e.into)
+
+
+def chain(conversation: Conversation, first: Pruned, second: Pruned, label: str) -> Pruned:
+    """The result of running `second` on `first.messages`, told about `conversation`."""
+    return Pruned(
+        conversation=conversation,
+        messages=second.messages,
+        tokens=second.tokens,
+        budget=second.budget,
+        strategy=label,
+        extra_usage=first.extra_usage + second.extra_usage,
+        decide=lambda: compose(first.decisions, second.decisions),
+    )

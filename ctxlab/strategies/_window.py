@@ -1,0 +1,323 @@
+"""Shared machinery of the window strategies: one `Layout` per conversation, many prefixes.
+
+A `Layout` counts every message once (``counter.count_many``) and precomputes what each prefix
+``messages[:k]`` needs: prefix sums of the tokens, the tool-call units (an assistant message
+with tool calls plus all its results, kept or dropped whole), where a window may start without
+splitting a unit, and the pinned messages. A window strategy then answers a prefix with a
+binary search over the prefix sums and returns a `Selection`, which builds the messages and the
+decisions of the result only when asked.
+
+A unit is *complete* at prefix k when every call has a result inside the prefix; incomplete
+units (the prefix ends between a call and its results) and tool results whose call is not the
+latest tool-calling assistant message before them can never be sent, so they are dropped.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from ctxlab.budget import Budget
+from ctxlab.errors import BudgetUnreachableError
+from ctxlab.messages import Conversation, Message
+from ctxlab.strategies.base import Action, BaseStrategy, Decision, Pruned
+from ctxlab.tokens import TokenCounter
+
+__all__ = ["NEVER", "Layout", "Selection", "WindowStrategy", "prefix_of"]
+
+NEVER = 1 << 62  # unit end of a message that can never be sent
+REPLY_PRIMING = 3  # the tokens count_messages adds to every request
+
+
+def prefix_of(conv: Conversation, k: int) -> Conversation:
+    """``conv.prefix(k)`` without re-validating ids (a prefix of a valid conversation is valid).
+
+    Replays build one prefix per probe; re-checking k ids each time would make them quadratic.
+    """
+    if k == len(conv.messages):
+        return conv
+    out = object.__new__(type(conv))
+    out.__dict__.update(conv.__dict__)
+    out.__dict__.pop("_positions", None)  # cached id index of the full conversation
+    out.__dict__["messages"] = conv.messages[:k]
+    return out
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Unit:
+    """A tool-calling assistant message and its results (indices ascending)."""
+
+    start: int
+    end: int
+    members: tuple[int, ...]
+
+
+class Layout:
+    """Token counts, prefix sums and tool-call units of one conversation.
+
+    Attributes:
+        messages: the conversation's messages.
+        counts: tokens of each message.
+        system: index of the first system message, or -1.
+    """
+
+    def __init__(self, messages: Sequence[Message], counter: TokenCounter) -> None:
+        self.messages = tuple(messages)
+        n = len(self.messages)
+        self.counts = counter.count_many(self.messages)
+        self.system = next((i for i, m in enumerate(self.messages) if m.role == "system"), -1)
+        self.unit_end = list(range(n))
+        self.orphans: set[int] = set()
+        self.units = self._find_units()
+        self.keep_cum = [0] * (n + 1)  # tokens of messages that are ever sendable
+        self.bad_cum = [0] * (n + 1)  # number of messages never sendable
+        for i, c in enumerate(self.counts):
+            bad = self.unit_end[i] == NEVER
+            self.keep_cum[i + 1] = self.keep_cum[i] + (0 if bad else c)
+            self.bad_cum[i + 1] = self.bad_cum[i] + bad
+        self.users = [i for i, m in enumerate(self.messages) if _is_user_turn(m)]
+        self._starts = [u.start for u in self.units]
+        self._span = max((u.end - u.start for u in self.units), default=0)
+        self._straddle = self._straddle_ends(n)
+
+    def _find_units(self) -> list[Unit]:
+        units: list[Unit] = []
+        owner = -1  # latest tool-calling assistant message
+        results: dict[int, list[int]] = {}
+        for i, m in enumerate(self.messages):
+            if m.role == "assistant" and m.tool_calls:
+                owner = i
+                results[i] = []
+            elif m.role == "tool":
+                calls = self.messages[owner].tool_calls if owner >= 0 else ()
+                if any(c.id == m.tool_call_id for c in calls):
+                    results[owner].append(i)
+                else:
+                    self.unit_end[i] = NEVER  # a result without its call
+                    self.orphans.add(i)
+        for a, found in results.items():
+            answered = {self.messages[j].tool_call_id for j in found}
+            complete = all(c.id in answered for c in self.messages[a].tool_calls)
+            end = found[-1] if complete else NEVER
+            for j in (a, *found):
+                self.unit_end[j] = end
+            if complete:
+                units.append(Unit(start=a, end=end, members=(a, *found)))
+        return units
+
+    def _straddle_ends(self, n: int) -> list[int]:
+        """For each cut s, the smallest end of a unit with start < s <= end (NEVER if none)."""
+        out = [NEVER] * (n + 1)
+        for u in self.units:
+            for s in range(u.start + 1, u.end + 1):
+                out[s] = min(out[s], u.end)
+        return out
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+    # -- per prefix -------------------------------------------------------------------------
+
+    def newest_user(self, k: int) -> int:
+        """Index of the newest user message (not tool output) in ``messages[:k]``, or -1."""
+        pos = bisect.bisect_left(self.users, k)
+        return self.users[pos - 1] if pos else -1
+
+    def pins(self, k: int) -> tuple[int, ...]:
+        """The pinned indices of prefix k: first system and newest user message, ascending."""
+        user = self.newest_user(k)
+        system = self.system if 0 <= self.system < k else -1
+        return tuple(sorted(i for i in (system, user) if i >= 0))
+
+    def required(self, k: int, budget: Budget) -> tuple[tuple[int, ...], int]:
+        """Pinned indices of prefix k and the tokens left for the rest.
+
+        Raises:
+            BudgetUnreachableError: the pinned messages alone exceed the budget.
+        """
+        pins = self.pins(k)
+        need = sum(self.counts[i] for i in pins) + REPLY_PRIMING
+        if need > budget.available:
+            raise BudgetUnreachableError(need, budget.available, "first system + newest user")
+        return pins, budget.available - need
+
+    def open_members(self, k: int) -> list[int]:
+        """Indices below k that belong to a unit completed only after k (never sent at k)."""
+        lo = bisect.bisect_left(self._starts, k - self._span)
+        hi = bisect.bisect_left(self._starts, k)
+        return [j for u in self.units[lo:hi] if u.end >= k for j in u.members if j < k]
+
+    def sendable(self, i: int, k: int) -> bool:
+        """True when message i can be sent in prefix k (its unit is complete there)."""
+        return self.unit_end[i] < k
+
+    def valid_cut(self, s: int, k: int) -> bool:
+        """True when starting (or ending) a run at s splits no unit that is complete at k."""
+        return self._straddle[s] >= k
+
+    def cost(self, a: int, b: int, skip: Sequence[int]) -> int:
+        """Tokens of the sendable messages in [a, b), minus those at the indices in `skip`.
+
+        `skip` lists pinned and open indices; they are never counted twice.
+        """
+        total = self.keep_cum[b] - self.keep_cum[a]
+        for j in skip:
+            if a <= j < b and self.unit_end[j] != NEVER:
+                total -= self.counts[j]
+        return total
+
+    def fit_suffix(self, k: int, room: int, lo: int, skip: Sequence[int]) -> int:
+        """Smallest valid start s >= lo whose run [s, k) costs at most `room` tokens."""
+        left, right = lo, k  # cost(k, k) == 0 <= room
+        while left < right:
+            mid = (left + right) // 2
+            if self.cost(mid, k, skip) <= room:
+                right = mid
+            else:
+                left = mid + 1
+        while left < k and not self.valid_cut(left, k):
+            left += 1
+        return left
+
+    def fit_prefix(self, a: int, b: int, k: int, room: int, skip: Sequence[int]) -> int:
+        """Largest valid end e <= b whose run [a, e) costs at most `room` tokens."""
+        left, right = a, b
+        while left < right:
+            mid = (left + right + 1) // 2
+            if self.cost(a, mid, skip) <= room:
+                left = mid
+            else:
+                right = mid - 1
+        while left > a and not self.valid_cut(left, k):
+            left -= 1
+        return left
+
+
+def _is_user_turn(m: Message) -> bool:
+    return m.role == "user" and not m.is_tool_output
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Selection:
+    """Which messages of prefix k are sent: pinned ones plus ranges of sendable messages.
+
+    Attributes:
+        layout: the conversation's layout.
+        k: the prefix length.
+        pins: pinned indices, ascending.
+        ranges: disjoint ascending ``(start, stop, reason)`` ranges; their sendable messages
+            are kept.
+        drop_reason: the reason given to messages outside every range.
+        open: indices that belong to a unit still waiting for results at k.
+    """
+
+    layout: Layout
+    k: int
+    pins: tuple[int, ...]
+    ranges: tuple[tuple[int, int, str], ...]
+    drop_reason: str
+    open: tuple[int, ...] = ()
+
+    def _blocked(self, a: int, b: int) -> bool:
+        lay = self.layout
+        return lay.bad_cum[b] != lay.bad_cum[a] or any(a <= j < b for j in self.open)
+
+    def _range_messages(self, a: int, b: int) -> Sequence[Message]:
+        msgs = self.layout.messages
+        if not self._blocked(a, b):
+            return msgs[a:b]
+        closed, ends = set(self.open), self.layout.unit_end
+        return [msgs[j] for j in range(a, b) if ends[j] != NEVER and j not in closed]
+
+    def _outside(self) -> list[int]:
+        return [p for p in self.pins if not any(a <= p < b for a, b, _ in self.ranges)]
+
+    def messages(self) -> tuple[Message, ...]:
+        """The messages to send, in original order."""
+        msgs = self.layout.messages
+        pins, out, pi = self._outside(), [], 0
+        for a, b, _ in self.ranges:
+            while pi < len(pins) and pins[pi] < a:
+                out.append(msgs[pins[pi]])
+                pi += 1
+            out.extend(self._range_messages(a, b))
+        out.extend(msgs[p] for p in pins[pi:])
+        return tuple(out)
+
+    def tokens(self) -> int:
+        """Tokens of `messages()`, from the cached counts (reply priming included)."""
+        lay = self.layout
+        skip = (*self.pins, *self.open)
+        total = sum(lay.counts[p] for p in self.pins) + REPLY_PRIMING
+        return total + sum(lay.cost(a, b, skip) for a, b, _ in self.ranges)
+
+    def decisions(self) -> list[Decision]:
+        """One decision per message of the prefix."""
+        lay, out = self.layout, []
+        reasons = [self.drop_reason] * self.k
+        for a, b, why in self.ranges:
+            reasons[a:b] = [why] * (b - a)
+        closed = set(self.open)
+        pins = set(self.pins)
+        for i in range(self.k):
+            m = lay.messages[i]
+            if i in pins:
+                why = "pinned: system" if m.role == "system" else "pinned: newest user message"
+                out.append(Decision(index=i, message_id=m.id, action="kept", reason=why))
+            elif lay.unit_end[i] == NEVER or i in closed:
+                out.append(_unsendable(i, m, i in lay.orphans))
+            else:
+                kept = any(a <= i < b for a, b, _ in self.ranges)
+                action: Action = "kept" if kept else "dropped"
+                out.append(Decision(index=i, message_id=m.id, action=action, reason=reasons[i]))
+        return out
+
+    def pruned(self, conv: Conversation, budget: Budget, label: str) -> Pruned:
+        """The `Pruned` of this selection; decisions are built on first access."""
+        return Pruned(
+            conversation=prefix_of(conv, self.k),
+            messages=self.messages(),
+            tokens=self.tokens(),
+            budget=budget,
+            strategy=label,
+            decide=self.decisions,
+        )
+
+
+def _unsendable(i: int, m: Message, orphan: bool) -> Decision:
+    if orphan:
+        why = "tool result without its call"
+    elif m.role == "tool":
+        why = "its tool call lacks other results"
+    else:
+        why = "tool call without all its results"
+    return Decision(index=i, message_id=m.id, action="dropped", reason=why)
+
+
+class WindowStrategy(BaseStrategy):
+    """Base of the strategies that answer every prefix from one `Layout`.
+
+    Subclasses implement `_select`; `prune` builds a layout of the conversation, `replay` builds
+    one for the whole conversation and selects each probe from it, so both agree.
+    """
+
+    def _select(self, layout: Layout, k: int, budget: Budget) -> Selection:
+        raise NotImplementedError
+
+    def _prune(self, conversation: Conversation, budget: Budget, counter: TokenCounter) -> Pruned:
+        layout = Layout(conversation.messages, counter)
+        selection = self._select(layout, len(layout), budget)
+        return selection.pruned(conversation, budget, self.label)
+
+    def _replay(
+        self,
+        conversation: Conversation,
+        probes: Sequence[int],
+        budget: Budget,
+        counter: TokenCounter,
+    ) -> Iterator[Pruned]:
+        layout = Layout(conversation.messages, counter)
+        label = self.label
+        for k in probes:
+            yield self._select(layout, k, budget).pruned(conversation, budget, label)

@@ -1,0 +1,136 @@
+"""`importance`: keep the highest-scoring messages that fit the budget, in their original order.
+
+Every message gets a score from a `Scorer` (by default a mix of recency, BM25 relevance to the
+newest user message, key-string density and role, see `ctxlab.scoring.default_scorer`). Units
+(a tool-calling assistant message with all its results, or any other single message) score the
+maximum of their members and are taken best first, skipping those that no longer fit, then
+sent in conversation order.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from ctxlab.budget import Budget
+from ctxlab.errors import BudgetUnreachableError
+from ctxlab.messages import Conversation, Message
+from ctxlab.scoring import Pins, Scorer, default_scorer
+from ctxlab.strategies._tool_units import Unit, units_of
+from ctxlab.strategies.base import BaseStrategy, Decision, Pruned
+from ctxlab.tokens import TokenCounter
+
+__all__ = ["Importance"]
+
+_REPLY_PRIMING = 3
+
+
+@dataclass(frozen=True, kw_only=True)
+class Importance(BaseStrategy):
+    """The best-scoring units that fit the budget, in original order.
+
+    Guarantees:
+        - at most ``budget.available`` tokens;
+        - the first system message and the newest user message are always sent verbatim;
+          explicitly pinned messages (`pin_ids`, `pin`) are sent whenever they fit next to
+          those two, before anything chosen by score;
+        - a tool call is kept or dropped together with all its results; calls still waiting
+          for results, and results without their call, are never sent;
+        - every decision carries the score that decided it (its unit's score; ``inf`` for
+          pinned messages).
+
+    Attributes:
+        scorer: scores every message (higher is kept first).
+        pin_ids: ids of messages to keep whenever the budget allows.
+        pin: keeps every message for which it returns True, whenever the budget allows.
+    """
+
+    name: ClassVar[str] = "importance"
+
+    scorer: Scorer = field(default_factory=default_scorer)
+    pin_ids: tuple[str, ...] = ()
+    pin: Callable[[Message], bool] | None = None
+
+    def _prune(self, conversation: Conversation, budget: Budget, counter: TokenCounter) -> Pruned:
+        msgs = conversation.messages
+        counts = counter.count_many(msgs)
+        units, tracker = units_of(msgs, counts)
+        system = next((i for i, m in enumerate(msgs) if m.role == "system"), None)
+        user = next(
+            (i for i in range(len(msgs) - 1, -1, -1) if _is_user_turn(msgs[i])),
+            None,
+        )
+        forced = [i for i in (system, user) if i is not None]
+        required = _REPLY_PRIMING + sum(counts[i] for i in forced)
+        if required > budget.available:
+            raise BudgetUnreachableError(required, budget.available, "first system + newest user")
+        scores = self._scores(conversation, counter)
+        unit_score = {id(u): max(scores[i] for i in u.members) for u in units}
+        chosen, used = self._select(units, unit_score, forced, budget.available - required)
+        kept = sorted(i for u in chosen for i in u.members)
+        reasons = {i: tracker.bad_reason[i] for i in tracker.bad_reason}
+        reasons.update(dict.fromkeys(tracker.open_members(), "tool call awaiting its results"))
+        return Pruned(
+            conversation=conversation,
+            messages=tuple(msgs[i] for i in kept),
+            tokens=required + used,
+            budget=budget,
+            strategy=self.label,
+            decide=lambda: _decisions(msgs, units, chosen, unit_score, forced, reasons),
+        )
+
+    def _scores(self, conversation: Conversation, counter: TokenCounter) -> list[float]:
+        scores = self.scorer.score(conversation, counter)
+        if self.pin_ids or self.pin is not None:
+            pins = Pins(ids=frozenset(self.pin_ids), predicate=self.pin)
+            scores = [max(s, p) for s, p in zip(scores, pins.score(conversation, counter))]
+        return scores
+
+    def _select(
+        self, units: list[Unit], unit_score: dict[int, float], forced: list[int], room: int
+    ) -> tuple[list[Unit], int]:
+        """Forced units first, then by score (ties: newer first), each if it still fits."""
+        chosen = [u for u in units if u.state == "ok" and u.start in forced]
+        rest = [u for u in units if u.state == "ok" and u.start not in forced]
+        rest.sort(key=lambda u: (-unit_score[id(u)], -u.start))
+        used = 0
+        for unit in rest:
+            if used + unit.cost <= room:
+                chosen.append(unit)
+                used += unit.cost
+        return chosen, used
+
+
+def _is_user_turn(m: Message) -> bool:
+    return m.role == "user" and not m.is_tool_output
+
+
+def _decisions(
+    msgs: tuple[Message, ...],
+    units: list[Unit],
+    chosen: list[Unit],
+    unit_score: dict[int, float],
+    forced: list[int],
+    reasons: dict[int, str],
+) -> list[Decision]:
+    kept = {id(u) for u in chosen}
+    unit_at: dict[int, Unit] = {i: u for u in units for i in u.members}
+    out = []
+    for i, m in enumerate(msgs):
+        unit = unit_at[i]
+        score = unit_score[id(unit)]
+        if i in forced:
+            why = "pinned: system" if m.role == "system" else "pinned: newest user message"
+            action = "kept"
+        elif i in reasons:
+            why, action = reasons[i], "dropped"
+        elif id(unit) in kept:
+            why = "pinned" if math.isinf(score) else "high score"
+            action = "kept"
+        else:
+            why = "pinned, but no room left" if math.isinf(score) else "score too low for the room"
+            action = "dropped"
+        out.append(Decision(index=i, message_id=m.id, action=action, reason=why, score=score))
+    return out

@@ -1,0 +1,105 @@
+"""`pipeline`: strategies applied one after the other, described in terms of the original."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar
+
+from ctxlab.budget import Budget
+from ctxlab.errors import UsageError
+from ctxlab.invariants import check
+from ctxlab.messages import Conversation
+from ctxlab.strategies._compose import chain
+from ctxlab.strategies.base import BaseStrategy, Pruned
+from ctxlab.tokens import TokenCounter
+
+__all__ = ["Pipeline", "default_steps", "pipeline"]
+
+
+def default_steps() -> tuple[BaseStrategy, ...]:
+    """Mask old tool outputs, fold old turns into a running summary, then fit the window."""
+    from ctxlab.strategies import get_strategy
+
+    return (
+        get_strategy("mask_tool_outputs", fallback=None),
+        get_strategy("summarize"),
+        get_strategy("token_window"),
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pipeline(BaseStrategy):
+    """Apply `steps` in order, each to the messages the previous one produced.
+
+    The default is the offline hybrid: ``mask_tool_outputs(fallback=None)`` (old tool outputs
+    become placeholders), ``summarize`` (old turns folded into a running summary), then
+    ``token_window`` as the last guard on the budget.
+
+    - Decisions are about the original messages: a message kept by one step and masked by a
+      later one is masked; messages folded into a summary that a later step drops are dropped.
+    - `extra_usage` is the sum over the steps; the budget is enforced when any step enforces
+      it (every step but ``keep_all`` and rewrites with ``fallback=None``), and
+      `BudgetUnreachableError` comes from the first enforcing step.
+    - Steps may be given as strategies or registry names; a replay replays the first step and
+      prunes each of its results with the later steps.
+    """
+
+    name: ClassVar[str] = "pipeline"
+    steps: tuple[BaseStrategy, ...] = field(default_factory=default_steps)
+
+    def __post_init__(self) -> None:
+        raw: Any = self.steps
+        if isinstance(raw, (str, BaseStrategy)) or not isinstance(raw, Sequence) or not raw:
+            raise UsageError("pipeline steps must be a non-empty list of strategies or names")
+        object.__setattr__(self, "steps", tuple(_resolve(step) for step in raw))
+
+    @property
+    def enforces_budget(self) -> bool:
+        """True when some step enforces the budget."""
+        return any(getattr(step, "enforces_budget", True) for step in self.steps)
+
+    def _prune(self, conversation: Conversation, budget: Budget, counter: TokenCounter) -> Pruned:
+        first = self.steps[0]._prune(conversation, budget, counter)
+        return self._finish(conversation, first, budget, counter)
+
+    def _replay(
+        self,
+        conversation: Conversation,
+        probes: Sequence[int],
+        budget: Budget,
+        counter: TokenCounter,
+    ) -> Iterator[Pruned]:
+        for first in self.steps[0]._replay(conversation, probes, budget, counter):
+            yield self._finish(first.conversation, first, budget, counter)
+
+    def _finish(
+        self, conversation: Conversation, result: Pruned, budget: Budget, counter: TokenCounter
+    ) -> Pruned:
+        label = self.label
+        if len(self.steps) == 1:
+            return replace(result, strategy=label)
+        for step in self.steps[1:]:
+            later = step._prune(conversation.with_messages(result.messages), budget, counter)
+            result = chain(conversation, result, later, label)
+        return result
+
+    def _check(
+        self, original: Conversation, pruned: Pruned, budget: Budget, counter: TokenCounter
+    ) -> None:
+        check(original, pruned, budget, counter, enforce_budget=self.enforces_budget)
+
+
+def _resolve(step: Any) -> BaseStrategy:
+    from ctxlab.strategies import get_strategy
+
+    if isinstance(step, str):
+        return get_strategy(step)
+    if isinstance(step, BaseStrategy):
+        return step
+    raise UsageError(f"a pipeline step must be a strategy or a registry name, got {step!r}")
+
+
+def pipeline(steps: Sequence[BaseStrategy | str]) -> Pipeline:
+    """A `Pipeline` of these steps, e.g. ``pipeline(["mask_tool_outputs", "token_window"])``."""
+    return Pipeline(steps=tuple(_resolve(step) for step in steps))
