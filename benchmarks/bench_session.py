@@ -28,6 +28,7 @@ from ctxlab.messages import Message
 from ctxlab.providers.scripted import ScriptedProvider
 from ctxlab.session import Session
 from ctxlab.stores import SessionKey, Store, open_store
+from ctxlab.tokens import get_counter
 
 
 def locomo_lines() -> list[str]:
@@ -111,6 +112,7 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=2000)
     args = parser.parse_args()
     lines = locomo_lines()
+    get_counter().count_text("load the encoding before timing anything")
     runs: list[tuple[str, Callable[..., float]]] = [
         ("send", sync_run),
         ("asend", async_run),

@@ -31,6 +31,7 @@ __all__ = [
     "cell_columns",
     "probe_points",
     "replay_cells",
+    "replay_probes",
     "run_batch",
 ]
 
@@ -92,13 +93,12 @@ def probe_points(conversation: Conversation, spec: ProbeSpec) -> tuple[int, ...]
     if n == 0:
         raise UsageError(f"conversation {conversation.id!r} has no messages to replay")
     if isinstance(spec, str):
-        if spec == "auto":
-            spec = _auto(conversation)
-        if spec == "end":
+        kind = _auto(conversation) if spec == "auto" else spec
+        if kind == "end":
             return (n,)
-        if spec == "sessions":
+        if kind == "sessions":
             return _sessions(conversation)
-        if spec == "assistant_turns":
+        if kind == "assistant_turns":
             points = tuple(i for i in range(1, n) if msgs[i].role == "assistant")
             return points or (n,)
         raise UsageError(
@@ -138,13 +138,15 @@ def replay_cells(task: Task) -> list[Cell]:
     facts = facts_for(task.conversation, task.counter)
     cells = []
     for budget in task.budgets:
-        results = _replay(task.strategy, task.conversation, task.probes, budget, task.counter)
-        probes = tuple(Probe(k=k, pruned=r, facts=facts) for k, r in zip(task.probes, results))
+        results = replay_probes(task.strategy, task.conversation, task.probes, budget, task.counter)
+        probes = tuple(
+            Probe(k=k, pruned=r, facts=facts) for k, r in zip(task.probes, results, strict=True)
+        )
         cells.append(Cell(facts=facts, strategy=task.label, budget=budget, probes=probes))
     return cells
 
 
-def _replay(
+def replay_probes(
     strategy: Strategy,
     conversation: Conversation,
     probes: Sequence[int],
@@ -188,10 +190,10 @@ def cell_columns(
         for col in task.columns:
             if col in _CORE:
                 continue  # already filled from the probes themselves
-            values = filled.get(col, [math.nan] * n)
-            if len(values) != n:
-                raise UsageError(f"metric column {col!r} gave {len(values)} values for {n} probes")
-            cols[col].extend(float(v) for v in values)
+            column = filled.get(col, [math.nan] * n)
+            if len(column) != n:
+                raise UsageError(f"metric column {col!r} gave {len(column)} values for {n} probes")
+            cols[col].extend(float(v) for v in column)
         if task.dump:
             _dump(task, cell)
     return cols

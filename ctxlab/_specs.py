@@ -176,11 +176,16 @@ def run_record(
         "ctxlab_version": __version__,
         "data": _data_files(conversations),
         "strategies": [
-            {"label": s.label, "class": f"{type(s).__module__}.{type(s).__qualname__}",
-             "params": _params(s)}
+            {
+                "label": s.label,
+                "class": f"{type(s).__module__}.{type(s).__qualname__}",
+                "params": _params(s),
+            }
             for s in strategies
         ],
-        "budgets": [{"max_tokens": b.max_tokens, "reserve_output": b.reserve_output} for b in budgets],
+        "budgets": [
+            {"max_tokens": b.max_tokens, "reserve_output": b.reserve_output} for b in budgets
+        ],
         "probes": probes if isinstance(probes, str) else [int(k) for k in probes],
         "encoding": counter.encoding,
         "token_counts": "exact" if counter.exact else "estimate",
@@ -206,7 +211,7 @@ def _data_files(conversations: Sequence[Conversation]) -> list[dict[str, Any]]:
     return out
 
 
-def _params(strategy: Strategy) -> dict[str, Any]:
+def _params(strategy: object) -> dict[str, Any]:
     if not dataclasses.is_dataclass(strategy):
         return {}
     return {

@@ -24,7 +24,15 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-from ctxlab._runner import IDENTITY, ProbeSpec, Task, cell_columns, probe_points, replay_cells, run_batch
+from ctxlab._runner import (
+    IDENTITY,
+    ProbeSpec,
+    Task,
+    cell_columns,
+    probe_points,
+    replay_cells,
+    run_batch,
+)
 from ctxlab._specs import conversations_from, run_record, strategy_from
 from ctxlab.budget import Budget, as_budget
 from ctxlab.errors import UsageError
@@ -129,7 +137,9 @@ async def acompare(
         results = await asyncio.to_thread(_execute, plan.tasks, executor, progress)
         return _report(plan, results)
     if executor is not None and not isinstance(executor, concurrent.futures.ThreadPoolExecutor):
-        raise UsageError("with async metrics, acompare() replays in threads: pass a ThreadPoolExecutor")
+        raise UsageError(
+            "with async metrics, acompare() replays in threads: pass a ThreadPoolExecutor"
+        )
     gate = asyncio.Semaphore(max(1, concurrency))
     bar = _bar(len(plan.tasks), progress)
     try:
@@ -139,7 +149,9 @@ async def acompare(
     return _report(plan, list(done))
 
 
-async def _arun(task: Task, executor: Executor | None, gate: asyncio.Semaphore, bar: Any) -> dict[str, list[Any]]:
+async def _arun(
+    task: Task, executor: Executor | None, gate: asyncio.Semaphore, bar: Any
+) -> dict[str, list[Any]]:
     async with gate:
         loop = asyncio.get_running_loop()
         cells = await loop.run_in_executor(executor, replay_cells, task)
@@ -170,7 +182,7 @@ def _plan(
     if model is not None:
         _warn_unknown_price(model)
     columns = tuple(dict.fromkeys(c for m in chosen for c in m.columns))
-    tasks = []
+    tasks: list[Task] = []
     for conv in convs:
         points = probe_points(conv, probes)
         for label, strategy in strats:

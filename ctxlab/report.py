@@ -10,8 +10,9 @@ independent), seeded so the same report always gives the same intervals.
 from __future__ import annotations
 
 import html
+import importlib.util
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -106,8 +107,11 @@ class Report:
         return cls.from_rows(df)
 
     def aggregate(self, column: str) -> Literal["mean", "last"]:
-        """How the summary aggregates `column`: the mean over probes, or each
-        conversation's value at its last probe (running totals)."""
+        """How the summary aggregates `column`.
+
+        ``mean`` over probes, or ``last``: each conversation's value at its last probe
+        (running totals).
+        """
         declared = self.meta.get("aggregates", {}).get(column)
         if declared in ("mean", "last"):
             return "last" if declared == "last" else "mean"
@@ -138,7 +142,7 @@ class Report:
         self._require(cols)
         rows = []
         for key, group in self.df.groupby(list(KEYS), sort=False):
-            row: dict[str, Any] = dict(zip(KEYS, key))
+            row: dict[str, Any] = dict(zip(KEYS, key, strict=True))
             row["conversations"] = group["conversation_id"].nunique()
             row["probes"] = len(group)
             rng = np.random.default_rng([seed, zlib.crc32(repr(key).encode())])
@@ -146,7 +150,8 @@ class Report:
                 est, lo, hi = self._interval(group, col, rng, n_boot, confidence)
                 row.update({col: est, f"{col}_lo": lo, f"{col}_hi": hi})
             rows.append(row)
-        return pd.DataFrame(rows)
+        table: pd.DataFrame = pd.DataFrame(rows)
+        return table
 
     def _interval(
         self, group: pd.DataFrame, col: str, rng: np.random.Generator, n_boot: int, conf: float
@@ -201,7 +206,8 @@ class Report:
                  "mean_a": g[f"{metric}_a"].mean(), "mean_b": g[f"{metric}_b"].mean(),
                  "diff": est, "diff_lo": lo, "diff_hi": hi}
             )  # fmt: skip
-        return pd.DataFrame(rows)
+        table: pd.DataFrame = pd.DataFrame(rows)
+        return table
 
     def pareto(
         self, x: str = "cumulative_input_tokens", y: str = "evidence_recall"
@@ -220,20 +226,22 @@ class Report:
                 if not better.any():
                     keep.append(g.index[i])
         out = points.loc[keep].sort_values(["dataset", x, y], ascending=[True, True, False])
-        return out.reset_index(drop=True)
+        front: pd.DataFrame = out.reset_index(drop=True)
+        return front
 
     def plot(self, kind: str = "pareto", **kwargs: Any) -> Figure:
         """A figure from `ctxlab.plots`: ``pareto``, ``tokens`` or ``evidence``."""
-        from ctxlab import plots
+        import ctxlab.plots as plots
 
-        makers = {
+        makers: dict[str, Callable[..., Figure]] = {
             "pareto": plots.pareto,
             "tokens": plots.tokens_per_probe,
             "evidence": plots.evidence_by_category,
         }
         if kind not in makers:
             raise UsageError(f"unknown plot {kind!r}; choose one of {', '.join(makers)}")
-        return makers[kind](self, **kwargs)
+        figure: Figure = makers[kind](self, **kwargs)
+        return figure
 
     def to_csv(self, path: str | Path | None = None) -> str | None:
         """Write the rows as CSV to `path`, or return the CSV text when no path is given."""
@@ -245,10 +253,8 @@ class Report:
         Raises:
             MissingDependencyError: pyarrow is not installed.
         """
-        try:
-            import pyarrow  # noqa: F401
-        except ImportError:
-            raise MissingDependencyError("pyarrow", "parquet", "Report.to_parquet") from None
+        if importlib.util.find_spec("pyarrow") is None:
+            raise MissingDependencyError("pyarrow", "parquet", "Report.to_parquet")
         self.df.to_parquet(path, index=False)
 
     def _require(self, cols: Sequence[str]) -> None:
@@ -281,7 +287,10 @@ def _label(strategy: Any) -> str:
 def _last_probes(df: pd.DataFrame) -> pd.DataFrame:
     """Each (dataset, conversation, strategy, budget)'s row at its last probe."""
     ordered = df.sort_values("probe", kind="stable")
-    return ordered.drop_duplicates(["dataset", "conversation_id", "strategy", "budget"], keep="last")
+    last: pd.DataFrame = ordered.drop_duplicates(
+        ["dataset", "conversation_id", "strategy", "budget"], keep="last"
+    )
+    return last
 
 
 def _cluster_bootstrap(

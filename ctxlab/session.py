@@ -16,6 +16,7 @@ loops and (for SQLite and Redis) processes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import weakref
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -41,8 +42,8 @@ class Session:
         provider: a `Provider`, or a `get_provider` spec such as ``"openai:gpt-4o-mini"``.
         strategy: a strategy object or a registry name (``"token_window"``).
         budget: a `Budget`, or an int meaning ``Budget(max_tokens=...)``.
-        store: a `Store`, a store URL (see `ctxlab.stores.open_store`), or None for the default
-            SQLite file under ``CTXLAB_HOME``.
+        store: a `Store`, a store URL (see `ctxlab.stores.open_store`), or None for
+            ``CTXLAB_STORE``, else the SQLite file ``sessions.db`` under ``CTXLAB_HOME``.
         session_id: the session to open or continue; a fresh id when omitted.
         system: the system prompt; when the stored session has another one, this one
             replaces it from the next turn on.
@@ -76,6 +77,7 @@ class Session:
         self.counter = counter or _counter(model or getattr(self.provider, "model", None))
         self.last_turn: Turn | None = None
         self._thread_lock = threading.Lock()
+        self._in_turn: set[object] = set()  # threads and tasks inside a turn right now
         self._loop_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]
         self._loop_locks = weakref.WeakKeyDictionary()
 
@@ -124,21 +126,21 @@ class Session:
 
     def turn(self, new: NewMessages, **params: Any) -> Turn:
         """`send`, returning the whole `Turn` (reply, pruning decisions, stored messages)."""
-        with self._thread_lock, self.store.lock(self.key):
+        with self._exclusive(), self.store.lock(self.key):
             plan = self._plan(new, self.store.load(self.key))
             completion = self.provider.complete(plan.pruned.messages, **self._call(params))
             return self._commit(plan, completion)
 
     async def aturn(self, new: NewMessages, **params: Any) -> Turn:
         """Asynchronous `turn`."""
-        async with self._loop_lock(), self.store.alock(self.key):
+        async with self._aexclusive(), self.store.alock(self.key):
             plan = self._plan(new, await self.store.aload(self.key))
             completion = await self.provider.acomplete(plan.pruned.messages, **self._call(params))
             return await self._acommit(plan, completion)
 
     def stream_turn(self, new: NewMessages, **params: Any) -> Iterator[str | Turn]:
         """`stream` that ends with the `Turn` (after the text deltas)."""
-        with self._thread_lock, self.store.lock(self.key):
+        with self._exclusive(), self.store.lock(self.key):
             plan = self._plan(new, self.store.load(self.key))
             final: Completion | None = None
             for event in self.provider.stream(plan.pruned.messages, **self._call(params)):
@@ -150,7 +152,7 @@ class Session:
 
     async def astream_turn(self, new: NewMessages, **params: Any) -> AsyncIterator[str | Turn]:
         """Asynchronous `stream_turn`."""
-        async with self._loop_lock(), self.store.alock(self.key):
+        async with self._aexclusive(), self.store.alock(self.key):
             plan = self._plan(new, await self.store.aload(self.key))
             final: Completion | None = None
             async for event in self.provider.astream(plan.pruned.messages, **self._call(params)):
@@ -164,23 +166,22 @@ class Session:
 
     def export(self) -> Conversation:
         """The whole stored conversation, for `compare()`, `ctxlab.save` or inspection."""
-        return Conversation(
-            id=self.key.id,
-            messages=self.history,
-            source=Source(dataset="session", path=self.store.url),
-            annotations={"owner": self.key.owner, "strategy": self.strategy.label},
-        )
+        return self._export(self.store.load(self.key))
+
+    async def aexport(self) -> Conversation:
+        """Asynchronous `export`."""
+        return self._export(await self.store.aload(self.key))
 
     def reset(self) -> None:
         """Forget every stored turn of this session; its system prompt stays."""
-        with self._thread_lock, self.store.lock(self.key):
+        with self._exclusive(), self.store.lock(self.key):
             self._keep_system(self.store.load(self.key))
             self.store.delete(self.key)
             self.last_turn = None
 
     async def areset(self) -> None:
         """Asynchronous `reset`."""
-        async with self._loop_lock(), self.store.alock(self.key):
+        async with self._aexclusive(), self.store.alock(self.key):
             self._keep_system(await self.store.aload(self.key))
             await self.store.adelete(self.key)
             self.last_turn = None
@@ -230,6 +231,14 @@ class Session:
             session_id=self.key.id,
         )
 
+    def _export(self, stored: Sequence[Message]) -> Conversation:
+        return Conversation(
+            id=self.key.id,
+            messages=self._plan_history(stored),
+            source=Source(dataset="session", path=self.store.url),
+            annotations={"owner": self.key.owner, "strategy": self.strategy.label},
+        )
+
     def _plan_history(self, stored: Sequence[Message]) -> tuple[Message, ...]:
         effective, _, turns = split_system(stored, self.system)
         return (effective, *turns) if effective is not None else turns
@@ -257,14 +266,37 @@ class Session:
         self.last_turn = turn
         return turn
 
-    def _loop_lock(self) -> asyncio.Lock:
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        with self._not_reentered(threading.get_ident()), self._thread_lock:
+            yield
+
+    @contextlib.asynccontextmanager
+    async def _aexclusive(self) -> AsyncIterator[None]:
         # One lock per event loop: an asyncio.Lock must not be shared between loops
         # (a notebook may run several `asyncio.run` calls on one session).
         loop = asyncio.get_running_loop()
         lock = self._loop_locks.get(loop)
         if lock is None:
             lock = self._loop_locks[loop] = asyncio.Lock()
-        return lock
+        with self._not_reentered(asyncio.current_task()):
+            async with lock:
+                yield
+
+    @contextlib.contextmanager
+    def _not_reentered(self, who: object) -> Iterator[None]:
+        # A turn started inside another (a send while iterating a stream) would wait forever
+        # for the lock its own caller holds: fail at once instead.
+        if who in self._in_turn:
+            raise UsageError(
+                "this session is already in a turn here (a stream not yet finished?); "
+                "finish or close that stream before sending again"
+            )
+        self._in_turn.add(who)
+        try:
+            yield
+        finally:
+            self._in_turn.discard(who)
 
 
 def _provider(value: Provider | str) -> Provider:

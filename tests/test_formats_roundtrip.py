@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ctxlab import datasets
 from ctxlab.formats import load, save
@@ -164,3 +166,33 @@ def test_save_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
         save(datasets.load("mtbench101")[:2], path)
     assert path.read_text(encoding="utf-8") == "previous\n"  # the old file is intact
     assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]  # and no temp file is left
+
+
+_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)
+_calls = st.lists(
+    st.builds(
+        ToolCall,
+        id=st.from_regex(r"call_[A-Za-z0-9]{1,8}", fullmatch=True),
+        name=st.from_regex(r"[a-z_]{1,10}", fullmatch=True),
+        arguments=st.dictionaries(st.from_regex(r"[a-z]{1,5}", fullmatch=True), _text).map(
+            json.dumps
+        ),
+    ),
+    max_size=3,
+    unique_by=lambda c: c.id,
+)
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.builds(Message, role=st.sampled_from(["system", "user"]), content=_text),
+            st.builds(Message, role=st.just("assistant"), content=_text, tool_calls=_calls),
+            st.builds(Message, role=st.just("tool"), content=_text, tool_call_id=_text),
+        ),
+        max_size=8,
+    )
+)
+def test_openai_round_trip_generated(messages: list[Message]) -> None:
+    wire = json.loads(json.dumps(to_openai(messages, extras=True)))
+    assert from_openai(wire) == messages

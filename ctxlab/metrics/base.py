@@ -140,8 +140,10 @@ class Probe:
 
     @cached_property
     def order(self) -> npt.NDArray[np.int64]:
-        """Per context position, the original message's index when it is sent verbatim,
-        else -1 (summaries, masks, truncations)."""
+        """Per context position, the original message's index if sent verbatim, else -1.
+
+        Rewritten messages (summaries, masks, truncations) are -1.
+        """
         if self.pruned is None:
             return np.zeros(0, dtype=np.int64)
         sent = self.pruned.messages
@@ -164,8 +166,10 @@ class Probe:
 
     @cached_property
     def others(self) -> tuple[tuple[int, Message], ...]:
-        """Context messages that are not verbatim originals (summaries, masks, truncations),
-        with their position in the context."""
+        """Context messages that are not verbatim originals, with their position.
+
+        Those are summaries, placeholders and truncated messages.
+        """
         if self.pruned is None:
             return ()
         sent = self.pruned.messages
@@ -273,9 +277,7 @@ class ProbeMetric:
 
     def compute(self, cell: Cell) -> Values:
         """`value` at each probe; NaN where the strategy could not meet the budget."""
-        return {
-            self.name: [NAN if p.pruned is None else self.value(cell, p) for p in cell.probes]
-        }
+        return {self.name: [NAN if p.pruned is None else self.value(cell, p) for p in cell.probes]}
 
     def value(self, cell: Cell, probe: Probe) -> float:
         """The metric at one probe whose `pruned` is set."""

@@ -152,11 +152,14 @@ class CostUsd(ProbeMetric):
             nan = [NAN] * len(cell.probes)
             return {"cost_usd": nan, "cost_usd_cached": nan}
         plain, cached = [], []
-        for probe, shared in zip(cell.probes, shared_prefix_tokens(cell)):
+        for probe, shared in zip(cell.probes, shared_prefix_tokens(cell), strict=True):
             a, b = _probe_costs(pricing, self.model, probe, shared)
             plain.append(a)
             cached.append(b)
-        return {"cost_usd": np.cumsum(plain).tolist(), "cost_usd_cached": np.cumsum(cached).tolist()}
+        return {
+            "cost_usd": np.cumsum(plain).tolist(),
+            "cost_usd_cached": np.cumsum(cached).tolist(),
+        }
 
 
 def _pricing(model: str | None) -> Any:
@@ -234,7 +237,7 @@ def _partial(x: Message, y: Message, counter: TokenCounter) -> int:
         return 0
     sx, sy = _sequence(x, encode), _sequence(y, encode)
     n = 0
-    for p, q in zip(sx, sy):
+    for p, q in zip(sx, sy, strict=False):
         if p != q:
             break
         n += 1

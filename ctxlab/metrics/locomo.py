@@ -67,9 +67,7 @@ class _Questions:
 def _questions(facts: Facts) -> _Questions:
     cat, last, n_ev, ev_q, ev_m, patterns = [], [], [], [], [], []
     for q, item in enumerate(facts.conversation.annotations.get("questions") or ()):
-        positions = sorted(
-            {facts.index[e] for e in item.get("evidence") or () if e in facts.index}
-        )
+        positions = sorted({facts.index[e] for e in item.get("evidence") or () if e in facts.index})
         cat.append(_category(item.get("category")))
         last.append(positions[-1] if positions else -1)
         n_ev.append(len(positions))
@@ -253,7 +251,7 @@ def _search_context(
         return
     words = _Words(ans, probe.pruned.messages, pos, orig)
     for j in np.flatnonzero(orig < 0):
-        _mark(" " + " ".join(words[j]) + " ", todo, qs, present)
+        _mark(" " + " ".join(words[int(j)]) + " ", todo, qs, present)
     # Only answers of two or more words can straddle a junction.
     multi = [q for q in todo if ans.multiword[q] and not present[q]]
     if multi:

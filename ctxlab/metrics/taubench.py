@@ -52,9 +52,11 @@ def _issue_points(facts: Facts) -> list[tuple[int, dict[str, Any]]]:
     points = []
     for action in facts.conversation.annotations.get("gold_actions") or ():
         name, kwargs = action.get("name"), thaw(action.get("kwargs") or {})
-        named = [(i, n, args) for i, cname, args, n in calls if cname == name and (i, n) not in used]
+        named = [
+            (i, n, args) for i, cname, args, n in calls if cname == name and (i, n) not in used
+        ]
         exact = [c for c in named if c[2] == kwargs]
-        chosen = (exact or named or [None])[0]
+        chosen = exact[0] if exact else named[0] if named else None
         if chosen is not None:
             used.add((chosen[0], chosen[1]))
             points.append((chosen[0], kwargs))

@@ -19,19 +19,20 @@ __all__ = ["STOPWORDS", "content_words", "full_text", "normalise"]
 _PUNCT = re.compile(r"[^\w\s]|_")
 _ARTICLES = re.compile(r"\b(?:a|an|the|and)\b")
 
+# Function words left out of `content_words` (the usual English list, plus contractions
+# as `normalise` leaves them: "don't" -> "dont").
+_STOPWORD_TEXT = """
+i me my myself we our ours ourselves you your yours yourself yourselves he him his himself
+she her hers herself it its itself they them their theirs themselves what which who whom
+this that these those am is are was were be been being have has had having do does did
+doing a an the and but if or because as until while of at by for with about against
+between into through during before after above below to from up down in out on off over
+under again further then once here there when where why how all any both each few more
+most other some such no nor not only own same so than too very s t can will just don
+should now d ll m o re ve y im dont thats ive youre id ill also yes ok okay oh
+"""
 #: Function words left out of `content_words`.
-STOPWORDS: frozenset[str] = frozenset(
-    """
-    i me my myself we our ours ourselves you your yours yourself yourselves he him his himself
-    she her hers herself it its itself they them their theirs themselves what which who whom
-    this that these those am is are was were be been being have has had having do does did
-    doing a an the and but if or because as until while of at by for with about against
-    between into through during before after above below to from up down in out on off over
-    under again further then once here there when where why how all any both each few more
-    most other some such no nor not only own same so than too very s t can will just don
-    should now d ll m o re ve y im its dont thats ive youre id ill also yes ok okay oh
-    """.split()
-)
+STOPWORDS: frozenset[str] = frozenset(_STOPWORD_TEXT.split())
 
 
 def full_text(message: Message) -> str:

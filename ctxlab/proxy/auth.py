@@ -58,8 +58,7 @@ def _digest(spec: str, where: str) -> bytes:
         hexdigest = spec[len("sha256:") :]
         if not _HEX64.fullmatch(hexdigest):
             raise ConfigurationError(
-                f"{where} must be 'sha256:' followed by 64 hex digits "
-                "(printf %s KEY | sha256sum)"
+                f"{where} must be 'sha256:' followed by 64 hex digits (printf %s KEY | sha256sum)"
             )
         return bytes.fromhex(hexdigest)
     return hashlib.sha256(resolve_secret(spec, where).encode()).digest()

@@ -274,7 +274,9 @@ class _Reader:
 
     def boolean(self, t: Mapping[str, Any], where: str, name: str, default: bool) -> bool:
         value = t.get(name, default)
-        return value if isinstance(value, bool) else self.fail(f"{where}.{name}", "must be true/false")
+        return (
+            value if isinstance(value, bool) else self.fail(f"{where}.{name}", "must be true/false")
+        )
 
     def integer(
         self, t: Mapping[str, Any], where: str, name: str, *default: Any, minimum: int = 1

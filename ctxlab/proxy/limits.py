@@ -65,7 +65,8 @@ class Limits(Protocol):
 
 def has_limits(key: KeyConfig) -> bool:
     """True when the key has any limit at all."""
-    return any(v is not None for v in (key.requests_per_minute, key.tokens_per_minute, key.usd_per_day))
+    limits = (key.requests_per_minute, key.tokens_per_minute, key.usd_per_day)
+    return any(v is not None for v in limits)
 
 
 def seconds_to_midnight(now: float) -> float:
@@ -98,10 +99,14 @@ class MemoryLimits:
             return Verdict(allowed=False, reason="spend", retry_after=seconds_to_midnight(now))
         rpm, tpm = key.requests_per_minute, key.tokens_per_minute
         if rpm is not None and state.requests < 1:
-            return Verdict(allowed=False, reason="requests", retry_after=_wait(1, state.requests, rpm))
+            return Verdict(
+                allowed=False, reason="requests", retry_after=_wait(1, state.requests, rpm)
+            )
         need = min(tokens, tpm) if tpm is not None else 0
         if tpm is not None and state.tokens < need:
-            return Verdict(allowed=False, reason="tokens", retry_after=_wait(need, state.tokens, tpm))
+            return Verdict(
+                allowed=False, reason="tokens", retry_after=_wait(need, state.tokens, tpm)
+            )
         state.requests -= 1
         state.tokens -= tokens
         return ALLOWED
@@ -210,7 +215,7 @@ class RedisLimits:
         """See `Limits.admit`."""
         if not has_limits(key):
             return ALLOWED
-        args = [
+        args: list[str | int] = [
             key.requests_per_minute or 0,
             key.tokens_per_minute or 0,
             repr(key.usd_per_day or 0.0),
@@ -227,7 +232,7 @@ class RedisLimits:
         if not has_limits(key):
             return
         cost = repr(cost_usd) if key.usd_per_day is not None and math.isfinite(cost_usd) else ""
-        args = [key.tokens_per_minute or 0, extra_tokens, cost, int(2 * _DAY)]
+        args: list[str | int] = [key.tokens_per_minute or 0, extra_tokens, cost, int(2 * _DAY)]
         await self._settle(keys=self._keys(key), args=args)
 
     async def aclose(self) -> None:

@@ -26,7 +26,10 @@ class ProxyMetrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
-            "ctxlab_proxy_requests", "Chat requests answered", ["key", "route", "status"], registry=r
+            "ctxlab_proxy_requests",
+            "Chat requests answered",
+            ["key", "route", "status"],
+            registry=r,
         )
         self.latency = Histogram(
             "ctxlab_proxy_request_seconds",
@@ -39,13 +42,22 @@ class ProxyMetrics:
             "ctxlab_proxy_tokens", "Tokens billed upstream", ["key", "route", "kind"], registry=r
         )
         self.cost = Counter(
-            "ctxlab_proxy_cost_usd", "Upstream cost from the price table", ["key", "route"], registry=r
+            "ctxlab_proxy_cost_usd",
+            "Upstream cost from the price table",
+            ["key", "route"],
+            registry=r,
         )
         self.rate_limited = Counter(
-            "ctxlab_proxy_rate_limited", "Requests refused by a limit", ["key", "reason"], registry=r
+            "ctxlab_proxy_rate_limited",
+            "Requests refused by a limit",
+            ["key", "reason"],
+            registry=r,
         )
         self.upstream_errors = Counter(
-            "ctxlab_proxy_upstream_errors", "Upstream failures after retries", ["route", "status"], registry=r
+            "ctxlab_proxy_upstream_errors",
+            "Upstream failures after retries",
+            ["route", "status"],
+            registry=r,
         )
 
     def observe(self, key: str, route: str, status: int, seconds: float) -> None:

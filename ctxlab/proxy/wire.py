@@ -144,11 +144,20 @@ class Reply:
             "finish_reason": done.finish_reason or "stop",
             "logprobs": None,
         }
-        return {**self._head("chat.completion"), "choices": [choice], "usage": usage_body(done.usage)}
+        return {
+            **self._head("chat.completion"),
+            "choices": [choice],
+            "usage": usage_body(done.usage),
+        }
 
     def chunk(self, delta: Mapping[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
         """One ``chat.completion.chunk`` with a single choice."""
-        choice = {"index": 0, "delta": dict(delta), "finish_reason": finish_reason, "logprobs": None}
+        choice = {
+            "index": 0,
+            "delta": dict(delta),
+            "finish_reason": finish_reason,
+            "logprobs": None,
+        }
         return {**self._head("chat.completion.chunk"), "choices": [choice]}
 
     def final_chunks(self, done: Completion, include_usage: bool) -> list[dict[str, Any]]:
@@ -159,7 +168,13 @@ class Reply:
             out.append(self.chunk({"tool_calls": [{"index": i, **c} for i, c in enumerate(calls)]}))
         out.append(self.chunk({}, done.finish_reason or "stop"))
         if include_usage:
-            out.append({**self._head("chat.completion.chunk"), "choices": [], "usage": usage_body(done.usage)})
+            out.append(
+                {
+                    **self._head("chat.completion.chunk"),
+                    "choices": [],
+                    "usage": usage_body(done.usage),
+                }
+            )
         return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 
 from ctxlab.formats.openai_chat import message_from_openai, to_openai
@@ -16,6 +17,12 @@ def encode(message: Message) -> str:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
 
 
+@functools.lru_cache(maxsize=16384)
 def decode(text: str) -> Message:
-    """The message `encode` wrote."""
+    """The message `encode` wrote.
+
+    Cached by the stored text: each turn reloads a session's whole history, and decoding
+    (JSON, validation, deep-freezing ``meta``) would otherwise dominate a turn. Messages are
+    frozen, so every reader can share one.
+    """
     return message_from_openai(json.loads(text), where="stored message")

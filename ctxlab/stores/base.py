@@ -6,30 +6,30 @@ so one client can never name another client's session. A turn (the new messages 
 is written with one `append_turn` call, atomically: a reader sees all of it or none of it.
 
 Locks serialise turns on one session across threads, event loops and processes. They are leases
-(token + expiry) that a watchdog renews while held, so a crashed holder frees the session after
-`lock_ttl` seconds instead of blocking it forever.
+(token + expiry) that one renewer thread per store keeps alive while held, so a crashed holder
+frees the session after `lock_ttl` seconds instead of blocking it forever.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import random
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import ClassVar, ParamSpec, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, ClassVar, ParamSpec, Protocol, TypeVar, runtime_checkable
 
 from ctxlab.errors import CtxlabError, UsageError
 from ctxlab.messages import Message
 
+if TYPE_CHECKING:
+    from ctxlab.stores._lease import Renewer
+
 __all__ = ["BaseStore", "SessionBusyError", "SessionInfo", "SessionKey", "Store", "utc"]
 
-log = logging.getLogger("ctxlab.stores")
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
 
@@ -140,7 +140,7 @@ _MIN_POLL, _MAX_POLL = 0.001, 0.02
 
 
 class BaseStore:
-    """Shared machinery: lease locks with a renewing watchdog, async methods over threads.
+    """Shared machinery: lease locks kept alive while held, async methods over threads.
 
     Subclasses implement the sync methods and three lease primitives. Async methods run the
     sync ones in a worker thread unless the store does no blocking I/O (`_blocking_io`).
@@ -161,6 +161,7 @@ class BaseStore:
             raise UsageError("lock_ttl and lock_timeout must be positive numbers of seconds")
         self.lock_ttl = lock_ttl
         self.lock_timeout = lock_timeout
+        self._renewer: Renewer | None = None
 
     # -- lease primitives (subclasses) ---------------------------------------------------------
 
@@ -195,6 +196,7 @@ class BaseStore:
 
     def close(self) -> None:
         """Release connections; the store is unusable afterwards."""
+        self._stop_renewing()
 
     # -- locks ---------------------------------------------------------------------------------
 
@@ -202,61 +204,52 @@ class BaseStore:
     def lock(self, key: SessionKey, *, timeout: float | None = None) -> Iterator[None]:
         """Hold the session's lock; raises `SessionBusyError` after `timeout` seconds."""
         token, wait = uuid.uuid4().hex, self.lock_timeout if timeout is None else timeout
-        deadline = time.monotonic() + wait
-        delay = _MIN_POLL
+        deadline, delay = time.monotonic() + wait, _MIN_POLL
         while not self._acquire_lease(key, token, self.lock_ttl):
             if time.monotonic() >= deadline:
                 raise _busy(key, wait)
             time.sleep(delay)
             delay = _next_delay(delay)
-        stop = threading.Event()
-        watchdog = threading.Thread(
-            target=self._watch, args=(key, token, stop), name=f"ctxlab-lease-{key}", daemon=True
-        )
-        if self._renews_leases:
-            watchdog.start()
+        self._hold(key, token)
         try:
             yield
         finally:
-            stop.set()
-            if watchdog.is_alive():
-                watchdog.join()
-            self._release_lease(key, token)
-
-    def _watch(self, key: SessionKey, token: str, stop: threading.Event) -> None:
-        while not stop.wait(self.lock_ttl / 3):
-            if not self._renew_lease(key, token, self.lock_ttl):
-                log.warning("lost the lock of session %s; turns may interleave", key)
-                return
+            self._release(key, token)
 
     @contextlib.asynccontextmanager
     async def alock(self, key: SessionKey, *, timeout: float | None = None) -> AsyncIterator[None]:
         """`lock` for coroutines: polls without blocking the event loop."""
         token, wait = uuid.uuid4().hex, self.lock_timeout if timeout is None else timeout
-        deadline = time.monotonic() + wait
-        delay = _MIN_POLL
+        deadline, delay = time.monotonic() + wait, _MIN_POLL
         while not await self._io(self._acquire_lease, key, token, self.lock_ttl):
             if time.monotonic() >= deadline:
                 raise _busy(key, wait)
             await asyncio.sleep(delay)
             delay = _next_delay(delay)
-        watchdog = asyncio.ensure_future(self._awatch(key, token)) if self._renews_leases else None
+        self._hold(key, token)
         try:
             yield
         finally:
-            if watchdog is not None:
-                watchdog.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watchdog
             # Shielded so a cancelled turn still frees the session at once, not after the TTL.
-            await asyncio.shield(self._io(self._release_lease, key, token))
+            await asyncio.shield(self._io(self._release, key, token))
 
-    async def _awatch(self, key: SessionKey, token: str) -> None:
-        while True:
-            await asyncio.sleep(self.lock_ttl / 3)
-            if not await self._io(self._renew_lease, key, token, self.lock_ttl):
-                log.warning("lost the lock of session %s; turns may interleave", key)
-                return
+    def _hold(self, key: SessionKey, token: str) -> None:
+        if self._renews_leases:
+            if self._renewer is None:
+                from ctxlab.stores._lease import Renewer
+
+                self._renewer = Renewer(self._renew_lease, self.lock_ttl)
+            self._renewer.hold(key, token)
+
+    def _release(self, key: SessionKey, token: str) -> None:
+        if self._renewer is not None:
+            self._renewer.drop(token)
+        self._release_lease(key, token)
+
+    def _stop_renewing(self) -> None:
+        if self._renewer is not None:
+            self._renewer.stop()
+            self._renewer = None
 
     # -- async API -----------------------------------------------------------------------------
 

@@ -84,8 +84,8 @@ class RedisStore(BaseStore):
             raise ConfigurationError(
                 f"cannot reach Redis at {self.url}: {exc}; start redis-server or fix the URL"
             ) from exc
-        self._renew = self._client.register_script(_RENEW)
-        self._release = self._client.register_script(_RELEASE)
+        self._renew_script = self._client.register_script(_RENEW)
+        self._release_script = self._client.register_script(_RELEASE)
 
     def _key(self, key: SessionKey, part: str) -> str:
         return f"{self.prefix}:s:{quote(key.owner, safe='')}:{quote(key.id, safe='')}:{part}"
@@ -154,16 +154,17 @@ class RedisStore(BaseStore):
 
     def close(self) -> None:
         """Close the connection pool."""
+        super().close()
         self._client.close()
 
     def _acquire_lease(self, key: SessionKey, token: str, ttl: float) -> bool:
         return bool(self._client.set(self._lock_key(key), token, nx=True, px=_ms(ttl)))
 
     def _renew_lease(self, key: SessionKey, token: str, ttl: float) -> bool:
-        return bool(self._renew(keys=[self._lock_key(key)], args=[token, _ms(ttl)]))
+        return bool(self._renew_script(keys=[self._lock_key(key)], args=[token, _ms(ttl)]))
 
     def _release_lease(self, key: SessionKey, token: str) -> None:
-        self._release(keys=[self._lock_key(key)], args=[token])
+        self._release_script(keys=[self._lock_key(key)], args=[token])
 
 
 def _ms(seconds: float) -> int:

@@ -109,6 +109,7 @@ class SQLiteStore(BaseStore):
 
     def close(self) -> None:
         """Close every connection this store opened."""
+        super().close()
         with self._all_lock:
             conns, self._all = self._all, []
         for conn in conns:
