@@ -26,6 +26,7 @@ timed too (floor vs sweep).
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import statistics
 import time
@@ -64,14 +65,21 @@ def synthetic(n: int = 1000, seed: int = 7) -> Conversation:
         msgs.append(Message(role="user", content=_words(rng, rng.randint(5, 40))))
         for _ in range(rng.randint(0, 3)):
             calls = tuple(
-                ToolCall(id=f"call_{len(msgs)}_{j}", name=rng.choice(("search", "read", "run")),
-                         arguments='{"q": "%s"}' % _words(rng, 4))
+                ToolCall(
+                    id=f"call_{len(msgs)}_{j}",
+                    name=rng.choice(("search", "read", "run")),
+                    arguments=json.dumps({"q": _words(rng, 4)}),
+                )
                 for j in range(rng.randint(1, 2))
             )
             msgs.append(Message(role="assistant", content=_words(rng, 30), tool_calls=calls))
             msgs += [
-                Message(role="tool", tool_call_id=c.id, name=c.name,
-                        content=_words(rng, rng.randint(200, 3000)))
+                Message(
+                    role="tool",
+                    tool_call_id=c.id,
+                    name=c.name,
+                    content=_words(rng, rng.randint(200, 3000)),
+                )
                 for c in calls
             ]
         msgs.append(Message(role="assistant", content=_words(rng, rng.randint(150, 600))))
@@ -115,8 +123,10 @@ def naive(counter: TiktokenCounter, conv: Conversation, budget: int) -> tuple[fl
     enc = counter._enc
 
     def count(ms: list[Message]) -> int:
-        return sum(3 + len(enc.encode_ordinary(m.role)) + len(enc.encode_ordinary(m.text))
-                   for m in ms) + 3
+        return (
+            sum(3 + len(enc.encode_ordinary(m.role)) + len(enc.encode_ordinary(m.text)) for m in ms)
+            + 3
+        )
 
     msgs, start, done = list(conv.messages), time.perf_counter(), 0
     total_drops = None
@@ -160,8 +170,9 @@ def to_langchain(messages: Sequence[Message]) -> list[Any]:
         elif m.role == "tool":
             out.append(ToolMessage(content=m.text, tool_call_id=m.tool_call_id or "", id=m.id))
         else:
-            calls = [{"id": c.id, "name": c.name, "args": {"raw": c.arguments}}
-                     for c in m.tool_calls]
+            calls = [
+                {"id": c.id, "name": c.name, "args": {"raw": c.arguments}} for c in m.tool_calls
+            ]
             out.append(AIMessage(content=m.text, tool_calls=calls, id=m.id))
     return out
 
@@ -175,8 +186,9 @@ def langchain_counter(counter: TiktokenCounter) -> Callable[[list[Any]], int]:
         for m in messages:
             total += 3 + len(enc.encode_ordinary(m.type)) + len(enc.encode_ordinary(m.text))
             for c in getattr(m, "tool_calls", ()) or ():
-                total += len(enc.encode_ordinary(c["name"])) + len(enc.encode_ordinary(
-                    str(c["args"].get("raw", ""))))
+                total += len(enc.encode_ordinary(c["name"])) + len(
+                    enc.encode_ordinary(str(c["args"].get("raw", "")))
+                )
         return total
 
     return count
@@ -185,8 +197,9 @@ def langchain_counter(counter: TiktokenCounter) -> Callable[[list[Any]], int]:
 def lc_trim(lc_messages: list[Any], budget: int, count: Callable[[list[Any]], int]) -> list[Any]:
     from langchain_core.messages import trim_messages
 
-    return trim_messages(lc_messages, max_tokens=budget, token_counter=count, strategy="last",
-                         include_system=True)
+    return trim_messages(
+        lc_messages, max_tokens=budget, token_counter=count, strategy="last", include_system=True
+    )
 
 
 def pairs_ok(messages: Sequence[Any]) -> bool:
@@ -238,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     t_floor = median_time(lambda: floor(counter, conv.messages), repeat)
     print(f"\nfloor (tiktoken over every message once): {t_floor * 1e3:9.1f} ms")
 
-    print("\n== one trim of the whole conversation (median of %d) ==" % repeat)
+    print(f"\n== one trim of the whole conversation (median of {repeat}) ==")
     lc_msgs = to_langchain(conv.messages)
     lc_count = langchain_counter(counter)
     strategy = get_strategy("token_window")
@@ -263,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"ours {pairs_ok(ours.messages)}, LangChain {pairs_ok(out)}"
         )
 
-    print("\n== replay sweep: every prefix x %d budgets ==" % len(SWEEP_BUDGETS))
+    print(f"\n== replay sweep: every prefix x {len(SWEEP_BUDGETS)} budgets ==")
     probes = list(range(1, len(conv.messages) + 1))
 
     def sweep() -> None:
@@ -288,7 +301,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"LangChain          : {t_lc_sweep:8.1f} s (extrapolated from {len(sample)} prefixes) "
         f"= {t_lc_sweep / t_sweep:,.0f}x slower"
     )
-    print(f"LangChain outputs with broken tool pairs: {broken}/{cells}, over budget: {over}/{cells}")
+    print(
+        f"LangChain outputs with broken tool pairs: {broken}/{cells}, over budget: {over}/{cells}"
+    )
 
     print("\n== bundled datasets: floor vs replay sweep (every prefix x 6 budgets) ==")
     for name in datasets.names():

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from html import escape
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ctxlab.messages import Conversation, Message
 from ctxlab.tokens import TokenCounter, get_counter
@@ -20,7 +20,7 @@ from ctxlab.tokens import TokenCounter, get_counter
 if TYPE_CHECKING:
     from ctxlab.strategies.base import Decision, Pruned
 
-__all__ = ["conversation_html", "pruned_html"]
+__all__ = ["conversation_html", "pruned_html", "question_html", "token_bar_html", "token_parts"]
 
 ROLE_COLOURS = {"system": "#7f8c8d", "user": "#2f6fdb", "assistant": "#2e9d5b", "tool": "#c07a12"}
 ACTION_COLOURS = {
@@ -31,6 +31,15 @@ ACTION_COLOURS = {
     "truncated": "#d04a4a",
 }
 SYNTHETIC_COLOUR = "#8a5cd1"
+HIGHLIGHT_COLOUR = "#e0a800"
+#: Segments of the token bar: what the sent tokens are made of, then the room left.
+PART_COLOURS = {
+    "pinned": "#34495e",
+    "kept": ACTION_COLOURS["kept"],
+    "rewritten": ACTION_COLOURS["masked"],
+    "summary": SYNTHETIC_COLOUR,
+    "free": "#9e9e9e",
+}
 FOLD_CHARS = 800
 FOLD_LINES = 15
 PREVIEW_CHARS = 200
@@ -66,7 +75,13 @@ def conversation_html(
     return _frame(head, legend, _limit(rows, max_rows))
 
 
-def pruned_html(pruned: Pruned, *, counter: TokenCounter | None = None, max_rows: int = 400) -> str:
+def pruned_html(
+    pruned: Pruned,
+    *,
+    counter: TokenCounter | None = None,
+    max_rows: int = 400,
+    highlight: Collection[str] = (),
+) -> str:
     """A pruning result as HTML: every original message coloured by its decision.
 
     Summaries and other messages the strategy created are shown as synthetic rows where they
@@ -76,6 +91,7 @@ def pruned_html(pruned: Pruned, *, counter: TokenCounter | None = None, max_rows
         pruned: the result of ``strategy.prune``.
         counter: counter for the per-message numbers (default: ``get_counter()``).
         max_rows: show at most this many rows (the first and last halves).
+        highlight: ids of original messages to outline and tag (e.g. a question's evidence).
     """
     counter = counter or get_counter()
     originals = pruned.conversation.messages
@@ -83,8 +99,9 @@ def pruned_html(pruned: Pruned, *, counter: TokenCounter | None = None, max_rows
     counts = dict(zip((m.id for m in originals), counter.count_many(originals), strict=True))
     sent = {m.id: m for m in pruned.messages}
     rows = _synthetic_rows(pruned.messages, {m.id for m in originals}, counter)
+    marked = frozenset(highlight)
     decided = [
-        _decision_row(m, d, counts[m.id], sent.get(m.id), counter)
+        _decision_row(m, d, counts[m.id], sent.get(m.id), counter, m.id in marked)
         for m, d in zip(originals, pruned.decisions, strict=True)
     ]
     rows_ordered = _interleave(originals, decided, rows, pruned.messages)
@@ -101,16 +118,22 @@ def pruned_html(pruned: Pruned, *, counter: TokenCounter | None = None, max_rows
 
 
 def _decision_row(
-    m: Message, d: Decision, tokens: int, sent: Message | None, counter: TokenCounter
+    m: Message,
+    d: Decision,
+    tokens: int,
+    sent: Message | None,
+    counter: TokenCounter,
+    marked: bool = False,
 ) -> str:
     reason = f"{d.action}: {d.reason}" + (f" (score {d.score:.3g})" if d.score is not None else "")
-    tags = [*_role_tags(m), reason]
+    tags = [*_role_tags(m), reason, *(["evidence"] if marked else [])]
     colour = ACTION_COLOURS.get(d.action, "#9e9e9e")
     if d.action in ("masked", "truncated") and sent is not None:
         extra = _fold("original", m.text, force=True)
-        return _row(sent, counter.count(sent), colour, [*tags, f"was {tokens:,}"], extra)
+        tags = [*tags, f"was {tokens:,}"]
+        return _row(sent, counter.count(sent), colour, tags, extra, marked=marked)
     faded = d.action in ("dropped", "summarized")
-    return _row(m, tokens, colour, tags, faded=faded)
+    return _row(m, tokens, colour, tags, faded=faded, marked=marked)
 
 
 def _synthetic_rows(
@@ -168,11 +191,15 @@ def _row(
     *,
     faded: bool = False,
     dashed: bool = False,
+    marked: bool = False,
 ) -> str:
     border = f"3px {'dashed' if dashed else 'solid'} {colour}"
     style = f"border-left:{border};background:{colour}14;padding:3px 8px;margin:2px 0;" + (
         "opacity:0.55;" if faded else ""
     )
+    if marked:
+        # An outline rather than a colour: the decision colour must stay readable.
+        style += f"outline:2px solid {HIGHLIGHT_COLOUR};outline-offset:-1px;"
     tag_html = "".join(
         f" <span style='font-size:11px;opacity:0.8'>[{escape(t)}]</span>" for t in tags
     )
@@ -228,3 +255,90 @@ def _limit(rows: list[str], max_rows: int) -> list[str]:
 
 def _frame(head: str, legend: str, rows: list[str]) -> str:
     return f"<div style='{_BOX}'><div>{head}</div>{legend}{''.join(rows)}</div>"
+
+
+def token_parts(pruned: Pruned, counter: TokenCounter | None = None) -> dict[str, int]:
+    """What the tokens sent are made of, and the room left in the budget.
+
+    Keys, in bar order: ``pinned`` (messages kept because they must be: the first system
+    message, the newest user message, explicit pins; plus the request's reply priming),
+    ``kept`` (other originals sent verbatim), ``rewritten`` (masked or truncated originals),
+    ``summary`` (messages the strategy created), ``free`` (budget left, 0 when over).
+    The first four add up to ``pruned.tokens``.
+    """
+    counter = counter or get_counter()
+    by_id = {d.message_id: d for d in pruned.decisions}
+    parts = dict.fromkeys(PART_COLOURS, 0)
+    parts["pinned"] = counter.count_messages(())
+    for m, n in zip(pruned.messages, counter.count_many(pruned.messages), strict=True):
+        d = by_id.get(m.id)
+        if d is None:
+            parts["summary"] += n
+        elif d.action in ("masked", "truncated"):
+            parts["rewritten"] += n
+        elif d.reason.startswith("pinned"):
+            parts["pinned"] += n
+        else:
+            parts["kept"] += n
+    parts["free"] = max(0, pruned.budget.available - pruned.tokens)
+    return parts
+
+
+def token_bar_html(pruned: Pruned, counter: TokenCounter | None = None) -> str:
+    """A stacked bar of `token_parts` over the budget, with the numbers written out."""
+    parts = token_parts(pruned, counter)
+    available = pruned.budget.available
+    scale = max(available, pruned.tokens, 1)
+    segments = "".join(
+        f"<div title='{name}: {n:,} tokens' style='width:{100 * n / scale:.3f}%;"
+        f"background:{PART_COLOURS[name]}{'55' if name == 'free' else ''}'></div>"
+        for name, n in parts.items()
+        if n
+    )
+    frame = "display:flex;height:14px;border:1px solid #8886;margin:3px 0"
+    bar = f"<div style='{frame}'>{segments}</div>"
+    over = pruned.tokens - available
+    status = f"<b style='color:#d04a4a'>{over:,} over</b>" if over > 0 else "within budget"
+    numbers = " · ".join(f"{name} {n:,}" for name, n in parts.items())
+    head = (
+        f"<b class='ctxlab-sent'>{pruned.tokens:,}</b> of {available:,} tokens sent "
+        f"({status}) · {escape(numbers)}"
+    )
+    return f"<div style='{_BOX}'><div>{head}</div>{bar}{_legend(PART_COLOURS)}</div>"
+
+
+_DECISION_WORDS = {
+    "kept": "kept verbatim",
+    "dropped": "dropped",
+    "summarized": "folded into the summary",
+    "masked": "masked",
+    "truncated": "truncated",
+}
+
+
+def question_html(pruned: Pruned, question: Mapping[str, Any]) -> str:
+    """A LoCoMo question, its gold answer, and what became of each of its evidence turns."""
+    by_id = {d.message_id: d for d in pruned.decisions}
+    evidence = [str(e) for e in question.get("evidence") or ()]
+    rows = []
+    for e in evidence:
+        d = by_id.get(e)
+        if d is None:
+            word, colour = "not in this conversation (prefix)", "#9e9e9e"
+        else:
+            word, colour = _DECISION_WORDS.get(d.action, d.action), ACTION_COLOURS[d.action]
+        mark = "✓" if d is not None and d.action == "kept" else "✗"
+        rows.append(
+            f"<li><span style='{_MONO}'>{escape(e)}</span> "
+            f"<b style='color:{colour}'>{mark} {escape(word)}</b></li>"
+        )
+    kept = sum(1 for e in evidence if e in by_id and by_id[e].action == "kept")
+    text, answer = str(question.get("question", "")), str(question.get("answer", ""))
+    head = (
+        f"<b>Q</b> {escape(text)}<br><b>A</b> {escape(answer)} · category "
+        f"{escape(str(question.get('category')))} · evidence kept verbatim: "
+        f"<b>{kept} of {len(evidence)}</b>"
+    )
+    return (
+        f"<div style='{_BOX}'><div>{head}</div><ul style='margin:2px 0'>{''.join(rows)}</ul></div>"
+    )

@@ -186,7 +186,7 @@ def cell_columns(
         filled: dict[str, Sequence[float]] = {}
         for i in applicable:
             values = precomputed[i][c] if precomputed and i in precomputed else None
-            filled.update(values if values is not None else task.metrics[i].compute(cell))
+            filled.update(values if values is not None else _compute(task.metrics[i], cell))
         for col in task.columns:
             if col in _CORE:
                 continue  # already filled from the probes themselves
@@ -197,6 +197,15 @@ def cell_columns(
         if task.dump:
             _dump(task, cell)
     return cols
+
+
+def _compute(metric: Metric, cell: Cell) -> Values:
+    try:
+        return metric.compute(cell)
+    except NotImplementedError:
+        if metric.is_async:
+            raise UsageError(f"metric {metric.name!r} must be awaited: use acompare()") from None
+        raise
 
 
 def _extend_core(cols: dict[str, list[Any]], task: Task, cell: Cell) -> None:

@@ -129,10 +129,10 @@ def strategy_from(item: Any) -> Strategy:
     from ctxlab.strategies import get_strategy, names
 
     head, _, rest = item.partition(":")
-    if head in names() or "." not in head:
-        return get_strategy(head, **(parse_params(rest) if rest else {}))
     attr, _, params = rest.partition(":")
-    return _imported(head, attr, parse_params(params) if params else {})
+    if head not in names() and attr.isidentifier():  # package.module:object[:k=v,...]
+        return _imported(head, attr, parse_params(params) if params else {})
+    return get_strategy(head, **(parse_params(rest) if rest else {}))
 
 
 def _imported(module_name: str, attr: str, params: dict[str, Any]) -> Strategy:

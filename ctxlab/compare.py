@@ -19,6 +19,7 @@ import asyncio
 import concurrent.futures
 import os
 import sys
+import types
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -99,11 +100,9 @@ def compare(
 
     Raises:
         UsageError: an unknown strategy, metric, dataset or probe spec, duplicate names, or
-            an asynchronous metric (use `acompare`).
+            an asynchronous metric without a synchronous `compute` (use `acompare`).
     """
     plan = _plan(conversations, strategies, budgets, metrics, probes, counter, model, dump)
-    if any(m.is_async for m in plan.metrics):
-        raise UsageError("some metrics must be awaited (they call an LLM); use acompare()")
     results = _execute(plan.tasks, executor, progress)
     return _report(plan, results)
 
@@ -305,4 +304,29 @@ def _report(plan: _Plan, results: Sequence[dict[str, list[Any]]]) -> Report:
     names = list(results[0]) if results else [*IDENTITY, *plan.columns]
     data = {c: [v for r in results for v in r[c]] for c in names}
     df = pd.DataFrame(data, columns=names)
-    return Report.from_rows(df, meta=plan.meta)
+    return Report.from_rows(df, meta=plan.meta, tables=_metric_tables(plan.metrics))
+
+
+def _metric_tables(metrics: Sequence[Metric]) -> dict[str, Any]:
+    """Tables the metrics collected during the run (metrics with a ``drain_tables()``)."""
+    tables: dict[str, Any] = {}
+    for metric in metrics:
+        drain = getattr(metric, "drain_tables", None)
+        if callable(drain):
+            tables.update(drain())
+    return tables
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable as `compare`.
+
+    ``ctxlab.compare`` is public as the function, but importing this module (``import
+    ctxlab.compare``, ``from ctxlab.compare import Report``) binds the package attribute
+    ``ctxlab.compare`` to the module; calling it must still run the comparison.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Report:
+        return compare(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

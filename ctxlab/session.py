@@ -50,6 +50,11 @@ class Session:
         model: the model to ask for (the provider's default when omitted).
         counter: the token counter for pruning; by default the model's, else ``o200k_base``.
         owner: whose session it is; the proxy passes the client key's name.
+
+    Each stored reply's ``meta`` records its turn: ``model``, ``finish_reason``, ``latency_s``,
+    ``usage`` (the provider's normalised counts), ``tokens`` (the reply, by `counter`),
+    ``sent`` (ids of the messages sent, summaries included), ``sent_tokens``, ``strategy``
+    (its label), ``budget`` and, when the strategy called an LLM, ``extra_usage``.
     """
 
     def __init__(

@@ -36,7 +36,7 @@ from ctxlab.scoring import bm25_scores, terms
 from ctxlab.tokens import TokenCounter
 from ctxlab.usage import Usage
 
-__all__ = ["ExtractiveSummarizer", "SummaryResult", "Summarizer"]
+__all__ = ["ExtractiveSummarizer", "Summarizer", "SummaryResult"]
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
 _LINE = re.compile(r"^\[(?P<label>[^\]\n]{1,80})\] (?P<text>.*)$")
@@ -128,7 +128,8 @@ class ExtractiveSummarizer:
     ) -> SummaryResult:
         """The previous summary plus the best sentences of `new_messages`, within `max_tokens`."""
         payload = tuple(_payload(m) for m in new_messages)
-        text = _cached(self, previous_summary or "", payload, max(0, max_tokens), counter)
+        key: Any = counter  # counters are shared objects: cached by identity
+        text = _cached(self, previous_summary or "", payload, max(0, max_tokens), key)
         return SummaryResult(text=text)
 
     def _run(self, previous: str, payload: tuple[_Payload, ...], limit: int, count: _Count) -> str:
@@ -145,7 +146,7 @@ class ExtractiveSummarizer:
         new_cost = sum(count.line(x) for x in chosen_new)
         chosen_old = _fit(old, salience[: len(old)], limit - new_cost, count)
         lines = chosen_old + chosen_new
-        scores = {id(x): s for x, s in zip([*old, *new], salience)}
+        scores = {id(x): s for x, s in zip([*old, *new], salience, strict=True)}
         while lines and count.text(_render(lines)) > limit:
             # The [keys] line has no score of its own: it goes first.
             lines.remove(min(lines, key=lambda x: (scores.get(id(x), 0.0), x.order)))
@@ -167,7 +168,7 @@ class ExtractiveSummarizer:
         bm25 = bm25_scores(docs, {t: 1.0 + math.log(n) for t, n in df.items()})
         top = max(bm25, default=0.0) or 1.0
         out = []
-        for x, d, b in zip(lines, docs, bm25):
+        for x, d, b in zip(lines, docs, bm25, strict=True):
             keys = len(key_strings(x.text))
             names = sum(1 for w in _PROPER.findall(x.text) if not _is_speaker(w, speakers))
             if keys == 0 and len(set(d)) < _MIN_WORDS:
@@ -222,7 +223,7 @@ def _payload(m: Message) -> _Payload:
 class _Count:
     """Token counts of lines (memoised across calls: a running summary recounts its lines)."""
 
-    def __init__(self, counter: TokenCounter) -> None:
+    def __init__(self, counter: Any) -> None:
         self.counter = counter
 
     def text(self, s: str) -> int:
@@ -275,7 +276,7 @@ def _candidates(payload: Sequence[_Payload], max_tokens: int, count: _Count) -> 
 
 
 def _sentences(text: str) -> list[str]:
-    out = []
+    out: list[str] = []
     for para in text.splitlines():
         para = " ".join(para.split())
         if len(para) >= 3:
@@ -304,7 +305,9 @@ def _is_speaker(word: str, speakers: frozenset[str]) -> bool:
     return any(s.startswith(w) for s in speakers) if len(w) >= 3 else w in speakers
 
 
-def _fit(lines: Sequence[_Line], salience: Sequence[float], room: int, count: _Count) -> list[_Line]:
+def _fit(
+    lines: Sequence[_Line], salience: Sequence[float], room: int, count: _Count
+) -> list[_Line]:
     """The most salient lines whose total cost fits `room`, back in their original order."""
     ranked = sorted(range(len(lines)), key=lambda i: (-salience[i], lines[i].order))
     chosen, used = [], 0

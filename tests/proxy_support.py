@@ -21,7 +21,13 @@ from typing import Any
 import httpx
 import pytest
 
-ALICE, BOB, CAROL, DAVE, ERIN = "alice-key-1", "bob-key-2", "carol-key-3", "dave-key-4", "erin-key-5"
+ALICE, BOB, CAROL, DAVE, ERIN = (
+    "alice-key-1",
+    "bob-key-2",
+    "carol-key-3",
+    "dave-key-4",
+    "erin-key-5",
+)
 KEYS_ENV = {"PROXY_TEST_ALICE": ALICE, "PROXY_TEST_CAROL": CAROL, "PROXY_TEST_DAVE": DAVE}
 
 
@@ -99,10 +105,13 @@ def config_text(
     budget: int = 4000,
     strategy: str = "token_window",
     keys: str | None = None,
+    extra_keys: str = "",
     extra_server: str = "",
 ) -> str:
     """A config file in the documented format (keys: env and sha256 forms, some limits)."""
-    keys = keys or f"""
+    keys = (
+        keys
+        or f"""
 [[keys]]
 name = "alice"
 key = "env:PROXY_TEST_ALICE"
@@ -126,6 +135,7 @@ name = "erin"
 key = "sha256:{sha256(ERIN)}"
 tokens_per_minute = 2000
 """
+    )
     return f"""
 [server]
 host = "127.0.0.1"
@@ -133,6 +143,7 @@ port = {port}
 store = "{store}"
 {extra_server}
 {keys}
+{extra_keys}
 [[routes]]
 prefix = "stub/"
 provider = "openai-compatible"

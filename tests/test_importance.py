@@ -13,6 +13,7 @@ from ctxlab.invariants import check
 from ctxlab.messages import Conversation, Message
 from ctxlab.scoring import Recency, Relevance, Weighted
 from ctxlab.strategies import get_strategy
+from ctxlab.strategies._tool_units import units_of
 from ctxlab.strategies.importance import Importance
 from ctxlab.tokens import get_counter
 
@@ -64,16 +65,21 @@ def test_scores_are_in_the_decisions_and_the_choice_is_greedy() -> None:
     conv = _tau()
     budget = 2500
     pruned = Importance().prune(conv, budget, COUNTER)
-    assert all(d.score is not None for d in pruned.decisions)
+    decisions = pruned.decisions
+    assert all(d.score is not None for d in decisions)
+    units, _ = units_of(conv.messages, COUNTER.count_many(conv.messages))
     left = budget - pruned.tokens
-    counts = COUNTER.count_many(conv.messages)
-    for i, d in enumerate(pruned.decisions):
-        if d.action == "dropped" and d.reason == "score too low for the room":
-            unit = [j for j, e in enumerate(pruned.decisions) if e.score == d.score]
-            # Nothing dropped for its score would still have fitted in what was left.
-            assert sum(counts[j] for j in unit if j >= i - 1) > left or counts[i] > left
-    kept_scores = [d.score for d in pruned.decisions if d.action == "kept" and "score" in d.reason]
-    assert kept_scores
+    low = [u for u in units if decisions[u.start].reason == "score too low for the room"]
+    kept = [u for u in units if decisions[u.start].reason == "high score"]
+    assert low and kept
+    for unit in low:
+        # Nothing dropped for its score would still have fitted in what was left...
+        assert unit.cost > left
+        # ...and a unit shares its score, the best of its members, with all of them.
+        assert len({decisions[i].score for i in unit.members}) == 1
+    assert max(decisions[u.start].score or 0 for u in kept) >= max(
+        decisions[u.start].score or 0 for u in low
+    )
 
 
 def test_relevance_keeps_the_evidence_of_the_newest_question() -> None:
@@ -112,7 +118,7 @@ def test_replay_equals_prune_and_input_is_untouched() -> None:
     before = copy.deepcopy(conv)
     probes = list(range(0, len(conv.messages) + 1, 3))
     strategy = get_strategy("importance")
-    for k, got in zip(probes, strategy.replay(conv, probes, 2000, COUNTER)):
+    for k, got in zip(probes, strategy.replay(conv, probes, 2000, COUNTER), strict=True):
         want = strategy.prune(conv.prefix(k), 2000, COUNTER)
         assert got == want and got.decisions == want.decisions
         check(conv.prefix(k), got, 2000, COUNTER)
@@ -121,7 +127,9 @@ def test_replay_equals_prune_and_input_is_untouched() -> None:
 
 def test_budget_unreachable_only_for_system_plus_newest_user() -> None:
     conv = _tau()
-    need = COUNTER.count_messages([conv.messages[0], [m for m in conv.messages if m.role == "user"][-1]])
+    need = COUNTER.count_messages(
+        [conv.messages[0], [m for m in conv.messages if m.role == "user"][-1]]
+    )
     with pytest.raises(BudgetUnreachableError):
         Importance().prune(conv, need - 1, COUNTER)
     pruned = Importance().prune(conv, need, COUNTER)

@@ -63,7 +63,7 @@ def test_pinned_messages_must_be_sent(drop: str, message: str) -> None:
 def test_the_newest_user_message_must_be_verbatim() -> None:
     c = agent_conversation()
     sent = [m.replace(content="shortened") if m.id == "last" else m for m in c.messages]
-    with pytest.raises(InvariantError, match="newest user message .* was changed"):
+    with pytest.raises(InvariantError, match=r"newest user message .* was changed"):
         check(c, pruned_of(c, sent), BIG, COUNTER)
 
 
@@ -108,13 +108,13 @@ def test_order_ids_and_synthetic_marks() -> None:
 def test_role_and_tool_fields_may_not_change() -> None:
     c = agent_conversation()
     sent = [m.replace(tool_call_id="other") if m.id == "r1" else m for m in c.messages]
-    with pytest.raises(InvariantError, match="'r1'.*changed its role or tool calls"):
+    with pytest.raises(InvariantError, match=r"'r1'.*changed its role or tool calls"):
         check(c, pruned_of(c, sent), BIG, COUNTER)
 
 
 def test_tokens_must_be_exact_and_within_budget() -> None:
     c = agent_conversation()
-    with pytest.raises(InvariantError, match="pruned.tokens is 5 but the messages count"):
+    with pytest.raises(InvariantError, match=r"pruned\.tokens is 5 but the messages count"):
         check(c, pruned_of(c, c.messages, tokens=5), BIG, COUNTER)
     whole = COUNTER.count_messages(c.messages)
     with pytest.raises(InvariantError, match=f"{whole} tokens exceed the {whole - 1} available"):

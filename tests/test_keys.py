@@ -14,18 +14,34 @@ from ctxlab.keys import KEY_KINDS, key_strings, key_strings_by_kind
 @pytest.mark.parametrize(
     ("kind", "text", "expected"),
     [
-        ("url", "see https://github.com/snap-research/locomo, then", {"https://github.com/snap-research/locomo"}),
+        (
+            "url",
+            "see https://github.com/snap-research/locomo, then",
+            {"https://github.com/snap-research/locomo"},
+        ),
         ("url", "docs at www.example.org/page.", {"www.example.org/page"}),
         ("path", "edit src/ctxlab/tokens.py now", {"src/ctxlab/tokens.py"}),
         ("path", "cd /usr/local/bin && ls", {"/usr/local/bin"}),
         ("path", "run ./run.sh or ../x/y", {"./run.sh", "../x/y"}),
         ("path", "open setup.cfg and README.md.", {"setup.cfg", "README.md"}),
-        ("identifier", "user_id and TokenCounter and iPhone", {"user_id", "TokenCounter", "iPhone"}),
+        (
+            "identifier",
+            "user_id and TokenCounter and iPhone",
+            {"user_id", "TokenCounter", "iPhone"},
+        ),
         ("identifier", "class XMLParser in __init__", {"XMLParser", "__init__"}),
-        ("exception", "raised ValueError, then MyCustomException", {"ValueError", "MyCustomException"}),
+        (
+            "exception",
+            "raised ValueError, then MyCustomException",
+            {"ValueError", "MyCustomException"},
+        ),
         ("number", "paid 1,500 for 12 items, pi 3.14159 and 2023", {"1,500", "3.14159", "2023"}),
         ("date", "on 2023-05-08 and 8/5/2023", {"2023-05-08", "8/5/2023"}),
-        ("date", "1:56 pm on 8 May, 2023; May 8, 2023; June 2023", {"8 May, 2023", "May 8, 2023", "June 2023"}),
+        (
+            "date",
+            "1:56 pm on 8 May, 2023; May 8, 2023; June 2023",
+            {"8 May, 2023", "May 8, 2023", "June 2023"},
+        ),
         ("code", "flight HAT170, model gpt-4o, commit 3f2a9c0b", {"HAT170", "gpt-4o", "3f2a9c0b"}),
     ],
 )

@@ -80,14 +80,23 @@ def test_the_documented_file_parses(tmp_path: Path) -> None:
     ("data", "field"),
     [
         (minimal(keys=[{"name": "a", "key": "plaintext-secret"}]), "keys[0].key"),
-        (minimal(keys=[{"name": "a", "key": "env:K", "requests_per_minute": -5}]), "keys[0].requests_per_minute"),
+        (
+            minimal(keys=[{"name": "a", "key": "env:K", "requests_per_minute": -5}]),
+            "keys[0].requests_per_minute",
+        ),
         (minimal(keys=[{"name": "a", "key": "env:K", "usd_per_day": "5"}]), "keys[0].usd_per_day"),
-        (minimal(keys=[{"name": "a", "key": "env:K"}, {"name": "a", "key": "env:J"}]), "keys[1].name"),
+        (
+            minimal(keys=[{"name": "a", "key": "env:K"}, {"name": "a", "key": "env:J"}]),
+            "keys[1].name",
+        ),
         (minimal(keys=[{"key": "env:K"}]), "keys[0].name"),
         (minimal(keys=[]), "keys"),
         (minimal(routes=[{"prefix": "p/", "provider": "vertex"}]), "routes[0].provider"),
         (minimal(routes=[{"prefix": "p/", "provider": "openai-compatible"}]), "routes[0].base_url"),
-        (minimal(routes=[{"prefix": "p/", "provider": "openai", "api_key": "sk-live"}]), "routes[0].api_key"),
+        (
+            minimal(routes=[{"prefix": "p/", "provider": "openai", "api_key": "sk-live"}]),
+            "routes[0].api_key",
+        ),
         (minimal(server={"port": 70000}), "server.port"),
         (minimal(server={"prot": 1}), "server.prot"),
         (minimal(memory={"strategy": "no_such"}), "memory.strategy"),
@@ -104,7 +113,7 @@ def test_config_errors_name_the_field(data: dict[str, Any], field: str) -> None:
 def test_bad_toml_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "broken.toml"
     path.write_text("[server\nport = 1")
-    with pytest.raises(ConfigurationError, match="broken.toml: not valid TOML"):
+    with pytest.raises(ConfigurationError, match=r"broken\.toml: not valid TOML"):
         load_config(path)
 
 
@@ -183,9 +192,7 @@ def test_redis_limits_are_exact_under_concurrency(redis_url: str) -> None:
     async def scenario() -> list[bool]:
         a, b = RedisLimits(redis_url), RedisLimits(redis_url)  # two "instances"
         try:
-            verdicts = await asyncio.gather(
-                *[(a if i % 2 else b).admit(key, 5) for i in range(30)]
-            )
+            verdicts = await asyncio.gather(*[(a if i % 2 else b).admit(key, 5) for i in range(30)])
             await a.settle(key, 0, 1.5)
             spent = await b.admit(key, 1)
             assert (spent.allowed, spent.reason) == (False, "spend")
@@ -218,7 +225,10 @@ def test_chat_request_parsing() -> None:
         ({"model": "m", "messages": []}, "messages"),
         ({"model": "m", "messages": [{"role": "wizard", "content": "x"}]}, "messages"),
         ({"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}, "stream"),
-        ({"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0}, "max_tokens"),
+        (
+            {"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0},
+            "max_tokens",
+        ),
         ({"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 2}, "n"),
     ]:
         with pytest.raises(ProxyHTTPError) as info:
@@ -270,3 +280,21 @@ def test_upstream_failures_map_to_statuses(exc: Exception, status: int) -> None:
     assert failure.status == status
     if isinstance(exc, ProviderHTTPError) and exc.status < 500:
         assert failure.message == exc.message
+
+
+def test_access_log_carries_message_content_only_in_debug(caplog: pytest.LogCaptureFixture) -> None:
+    import json
+    import logging
+
+    from ctxlab.messages import Message
+    from ctxlab.proxy.log import emit, request_record
+
+    record = request_record(
+        key="alice", session="s1", route="p/", model="m", status=200, latency_s=0.0123
+    )
+    with caplog.at_level(logging.INFO, logger="ctxlab.proxy.access"):
+        emit(record)
+        emit(record, debug_messages=[Message(role="user", content="secret words")])
+    plain, debug = (json.loads(r.getMessage()) for r in caplog.records)
+    assert plain["key"] == "alice" and plain["latency_ms"] == 12.3 and "messages" not in plain
+    assert debug["messages"] == [{"role": "user", "content": "secret words"}]

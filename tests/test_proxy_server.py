@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,9 +29,7 @@ BUDGET = 150
 
 
 @pytest.fixture(scope="module")
-def proxy(
-    stub_upstream: Stub, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ProxyProcess]:
+def proxy(stub_upstream: Stub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
     workdir = tmp_path_factory.mktemp("proxy")
     server = start_proxy(
         workdir,
@@ -117,21 +116,28 @@ def test_memory_across_turns_is_pruned_by_the_strategy(
         for turn in range(12):
             text = f"turn {turn} {tag}: tell me about the number {turn * 7919}"
             before = stored(proxy, ALICE, sid)
-            messages = [system, {"role": "user", "content": text}] if turn == 0 else [
-                {"role": "user", "content": text}
-            ]
+            messages = (
+                [system, {"role": "user", "content": text}]
+                if turn == 0
+                else [{"role": "user", "content": text}]
+            )
             r = c.post("/v1/chat/completions", json={"model": "stub/echo", "messages": messages})
             assert r.status_code == 200, r.text
             sent = sent_for(stub_upstream, text)
             # What the upstream got is exactly the strategy's pruning of history + new turn.
             history = from_openai([*(before or [system]), {"role": "user", "content": text}])
             expected = strategy.prune(
-                Conversation(id=sid, messages=tuple(history)), ctxlab.Budget(max_tokens=BUDGET), counter
+                Conversation(id=sid, messages=tuple(history)),
+                ctxlab.Budget(max_tokens=BUDGET),
+                counter,
             )
             assert [m["content"] for m in sent] == [m.text for m in expected.messages]
             assert r.headers["x-ctxlab-pruned"] == f"{len(sent)}/{len(history)}"
             if turn == 1:
-                assert [m["content"] for m in sent[1:3]] == [f"turn 0 {tag}: tell me about the number 0", f"echo: turn 0 {tag}: tell me about the number 0"]
+                assert [m["content"] for m in sent[1:3]] == [
+                    f"turn 0 {tag}: tell me about the number 0",
+                    f"echo: turn 0 {tag}: tell me about the number 0",
+                ]
     assert sent[0] == system  # the system message is always kept
     assert len(sent) < len(history)  # by turn 12 the oldest turns no longer fit
     assert counter.count_messages(from_openai(sent)) <= BUDGET
@@ -146,7 +152,10 @@ def test_a_new_system_message_replaces_the_old_one(
         for system, text in (("Be brief.", first), ("Be verbose.", second)):
             body = {
                 "model": "stub/echo",
-                "messages": [{"role": "system", "content": system}, {"role": "user", "content": text}],
+                "messages": [
+                    {"role": "system", "content": system},
+                    {"role": "user", "content": text},
+                ],
             }
             assert c.post("/v1/chat/completions", json=body).status_code == 200
     sent = sent_for(stub_upstream, second)
@@ -175,7 +184,7 @@ def test_stateless_requests_are_forwarded_and_pruned_only_when_over_budget(
     assert r.status_code == 200
     kept, total = map(int, r.headers["x-ctxlab-pruned"].split("/"))
     sent = sent_for(stub_upstream, last)
-    assert total == 41 and kept == len(sent) - 0 and kept < total
+    assert total == 41 and kept == len(sent) < total
     assert [m["content"] for m in sent] == [m["content"] for m in body["messages"][-kept:]]
     assert get_counter().count_messages(from_openai(sent)) <= BUDGET
 
@@ -214,11 +223,15 @@ def test_upstream_retries_happen_before_the_proxy_answers(
     r = proxy.chat(ALICE, text, f"flaky-{marker()}", model=model)
     assert r.status_code == 200
     assert r.json()["choices"][0]["message"]["content"] == f"echo: {text}"
-    assert sum(1 for q in stub_upstream.requests() if q["model"] == model.removeprefix("retry/")) == 3
+    assert (
+        sum(1 for q in stub_upstream.requests() if q["model"] == model.removeprefix("retry/")) == 3
+    )
 
 
 def sse(response: httpx.Response) -> list[Any]:
-    events = [line[len("data: ") :] for line in response.text.split("\n") if line.startswith("data: ")]
+    events = [
+        line[len("data: ") :] for line in response.text.split("\n") if line.startswith("data: ")
+    ]
     return [e if e == "[DONE]" else json.loads(e) for e in events]
 
 
@@ -234,7 +247,10 @@ def test_streaming_sends_deltas_then_usage_and_stores_the_turn(proxy: ProxyProce
     assert text_out == f"echo: {text}"
     assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
     usage = chunks[-1]["usage"]
-    assert chunks[-1]["choices"] == [] and usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"] > 0
+    assert (
+        chunks[-1]["choices"] == []
+        and usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"] > 0
+    )
     assert [m["content"] for m in stored(proxy, ALICE, sid)] == [text, f"echo: {text}"]
 
 
@@ -254,9 +270,12 @@ def test_request_shape_errors(proxy: ProxyProcess) -> None:
         big = {"model": "stub/echo", "messages": [{"role": "user", "content": "x" * 30000}]}
         r = c.post("/v1/chat/completions", json=big)
         assert (r.status_code, r.json()["error"]["code"]) == (413, "too_large")
-        r = c.post("/v1/chat/completions", json={**big, "model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]})
+        r = c.post(
+            "/v1/chat/completions",
+            json={**big, "model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]},
+        )
         assert r.status_code == 404
-        assert "known prefixes: retry/, stub/" in r.json()["error"]["message"] or "known prefixes: stub/, retry/" in r.json()["error"]["message"]
+        assert r.json()["error"]["message"].endswith("known prefixes: stub/, retry/")
         r = c.post(
             "/v1/chat/completions",
             json={"model": "stub/echo", "messages": [{"role": "user", "content": "hi"}]},
@@ -302,7 +321,13 @@ def test_twenty_parallel_requests_on_one_session_store_forty_messages_in_order(
         async with httpx.AsyncClient(base_url=proxy.url, headers=headers, timeout=60) as c:
             rs = await asyncio.gather(
                 *[
-                    c.post("/v1/chat/completions", json={"model": "stub/echo+delay20", "messages": [{"role": "user", "content": t}]})
+                    c.post(
+                        "/v1/chat/completions",
+                        json={
+                            "model": "stub/echo+delay20",
+                            "messages": [{"role": "user", "content": t}],
+                        },
+                    )
                     for t in texts
                 ]
             )
@@ -341,10 +366,22 @@ def test_export_loads_back_and_feeds_compare(proxy: ProxyProcess, tmp_path: Path
     with proxy.client(ALICE, sid) as c:
         c.post(
             "/v1/chat/completions",
-            json={"model": "stub/echo", "messages": [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "start"}]},
+            json={
+                "model": "stub/echo",
+                "messages": [
+                    {"role": "system", "content": "Be kind."},
+                    {"role": "user", "content": "start"},
+                ],
+            },
         )
         for i in range(6):
-            c.post("/v1/chat/completions", json={"model": "stub/echo", "messages": [{"role": "user", "content": f"file src/mod_{i}.py has bug {i}00"}]})
+            c.post(
+                "/v1/chat/completions",
+                json={
+                    "model": "stub/echo",
+                    "messages": [{"role": "user", "content": f"file src/mod_{i}.py has bug {i}00"}],
+                },
+            )
         r = c.get(f"/v1/sessions/{sid}/export")
     assert r.status_code == 200 and r.headers["content-type"] == "application/x-ndjson"
     path = tmp_path / "export.jsonl"
@@ -363,7 +400,7 @@ def test_export_loads_back_and_feeds_compare(proxy: ProxyProcess, tmp_path: Path
 def test_models_lists_the_routes(proxy: ProxyProcess) -> None:
     with proxy.client(ALICE) as c:
         ids = [m["id"] for m in c.get("/v1/models").json()["data"]]
-    assert ids == ["stub/echo", "stub/gpt-4o-mini", "retry/"] or set(ids) == {"stub/echo", "stub/gpt-4o-mini", "retry/"}
+    assert ids == ["stub/echo", "stub/gpt-4o-mini", "retry/"]
 
 
 def test_metrics_count_by_key_and_route(proxy: ProxyProcess) -> None:
@@ -386,11 +423,26 @@ def test_metrics_count_by_key_and_route(proxy: ProxyProcess) -> None:
 def test_access_log_has_one_line_per_request_without_keys_or_content(proxy: ProxyProcess) -> None:
     sid, secret = f"log-{marker()}", f"very private words {marker()}"
     proxy.chat(ALICE, secret, sid)
-    log = proxy.log_text()
-    lines = [json.loads(l) for l in log.splitlines() if l.startswith("{")]
-    mine = [l for l in lines if l.get("session") == sid]
+    deadline = time.monotonic() + 10  # the line is written just after the reply is sent
+    while True:
+        log = proxy.log_text()
+        lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+        mine = [r for r in lines if r.get("session") == sid]
+        if mine or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert len(mine) == 1
-    assert {"key", "session", "route", "model", "status", "latency_ms", "input_tokens", "output_tokens", "cost_usd"} <= set(mine[0])
+    assert {
+        "key",
+        "session",
+        "route",
+        "model",
+        "status",
+        "latency_ms",
+        "input_tokens",
+        "output_tokens",
+        "cost_usd",
+    } <= set(mine[0])
     assert mine[0]["key"] == "alice" and mine[0]["status"] == 200
     for leaked in (ALICE, BOB, CAROL, DAVE, ERIN, secret):
         assert leaked not in log
@@ -398,31 +450,37 @@ def test_access_log_has_one_line_per_request_without_keys_or_content(proxy: Prox
 
 def test_official_openai_client(proxy: ProxyProcess, stub_upstream: Stub) -> None:
     openai = pytest.importorskip("openai")
-    sid = f"sdk-{marker()}"
-    client = openai.OpenAI(
-        base_url=proxy.url + "/v1", api_key=ALICE, default_headers={"X-Session-Id": sid}, max_retries=0
-    )
-    first = client.chat.completions.create(model="stub/echo", messages=[{"role": "user", "content": "My name is Ada."}])
-    assert first.choices[0].message.content == "echo: My name is Ada."
-    second_text = f"What is my name? {marker()}"
-    stream = client.chat.completions.create(
-        model="stub/echo",
-        messages=[{"role": "user", "content": second_text}],
-        stream=True,
-        stream_options={"include_usage": True},
-    )
-    chunks = list(stream)
-    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == f"echo: {second_text}"
-    assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens > 0
-    assert [m["content"] for m in sent_for(stub_upstream, second_text)][:2] == ["My name is Ada.", "echo: My name is Ada."]
-    with pytest.raises(openai.AuthenticationError):
-        openai.OpenAI(base_url=proxy.url + "/v1", api_key="nope", max_retries=0).models.list()
-    with pytest.raises(openai.NotFoundError):
-        client.chat.completions.create(model="nowhere/x", messages=[{"role": "user", "content": "x"}])
-    with pytest.raises(openai.InternalServerError) as info:
-        client.chat.completions.create(model="stub/echo+fail500", messages=[{"role": "user", "content": "x"}])
-    assert info.value.status_code == 502
-    carol = openai.OpenAI(base_url=proxy.url + "/v1", api_key=CAROL, max_retries=0)
-    with pytest.raises(openai.RateLimitError):
+    sid, base = f"sdk-{marker()}", proxy.url + "/v1"
+    user = [{"role": "user", "content": "x"}]
+    with openai.OpenAI(
+        base_url=base, api_key=ALICE, default_headers={"X-Session-Id": sid}, max_retries=0
+    ) as client:
+        first = client.chat.completions.create(
+            model="stub/echo", messages=[{"role": "user", "content": "My name is Ada."}]
+        )
+        assert first.choices[0].message.content == "echo: My name is Ada."
+        second = f"What is my name? {marker()}"
+        with client.chat.completions.create(
+            model="stub/echo",
+            messages=[{"role": "user", "content": second}],
+            stream=True,
+            stream_options={"include_usage": True},
+        ) as stream:
+            chunks = list(stream)
+        streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert streamed == f"echo: {second}"
+        assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens > 0
+        sent = [m["content"] for m in sent_for(stub_upstream, second)]
+        assert sent == ["My name is Ada.", "echo: My name is Ada.", second]
+        with pytest.raises(openai.NotFoundError):
+            client.chat.completions.create(model="nowhere/x", messages=user)
+        with pytest.raises(openai.InternalServerError) as info:
+            client.chat.completions.create(model="stub/echo+fail500", messages=user)
+        assert info.value.status_code == 502
+    stranger = openai.OpenAI(base_url=base, api_key="nope", max_retries=0)
+    with stranger, pytest.raises(openai.AuthenticationError):
+        stranger.models.list()
+    carol = openai.OpenAI(base_url=base, api_key=CAROL, max_retries=0)
+    with carol, pytest.raises(openai.RateLimitError):
         for _ in range(10):
-            carol.chat.completions.create(model="stub/echo", messages=[{"role": "user", "content": "x"}])
+            carol.chat.completions.create(model="stub/echo", messages=user)

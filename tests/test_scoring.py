@@ -29,7 +29,8 @@ COUNTER = get_counter()
 
 def _conv(*texts: tuple[str, str]) -> Conversation:
     return Conversation(
-        id="t", messages=tuple(Message(role=r, content=t) for r, t in texts)  # type: ignore[arg-type]
+        id="t",
+        messages=tuple(Message(role=r, content=t) for r, t in texts),  # type: ignore[arg-type]
     )
 
 

@@ -307,3 +307,38 @@ def test_sqlite_failed_turn_leaves_nothing(tmp_path: Path) -> None:
     assert [m.text for m in store.load(KEY)] == ["ok"]
     assert store.list_sessions("alice")[0].messages == 1
     store.close()
+
+
+def test_sqlite_full_sync_survives_lock_traffic(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.db", synchronous="FULL")
+    with store.lock(KEY):  # lease writes skip the fsync, then restore the setting
+        store.append_turn(KEY, [Message(role="user", content="x")])
+    assert store._conn().execute("PRAGMA synchronous").fetchone() == (2,)  # FULL
+    store.close()
+
+
+@pytest.mark.parametrize("store_kind", ["sqlite", "redis"], indirect=True)
+def test_cancelled_waiter_gives_back_a_lease_it_won(stores: StoreFactory) -> None:
+    store = stores.open()
+    real = store._acquire_lease
+
+    def slow_acquire(key: SessionKey, token: str, ttl: float) -> bool:
+        time.sleep(0.1)  # the waiter is cancelled while this attempt is in flight
+        return real(key, token, ttl)
+
+    store._acquire_lease = slow_acquire
+
+    async def waiter() -> None:
+        async with store.alock(KEY):
+            raise AssertionError("the cancelled waiter never gets the lock")
+
+    async def run() -> None:
+        task = asyncio.create_task(waiter())
+        await asyncio.sleep(0.02)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(0.3)  # the attempt won the lease meanwhile, then gave it back
+
+    asyncio.run(run())
+    assert real(KEY, "next", 30), "the lease leaked: the session stays locked for a whole TTL"

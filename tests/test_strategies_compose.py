@@ -55,8 +55,10 @@ def test_pipeline_composes_decisions_back_to_the_original() -> None:
     assert by_id["r3"].action == "masked"  # masked by step 1, kept by the window
     assert by_id["r0"].action == "dropped"  # masked by step 1, then outside the window
     assert by_id["r0"].reason == "older than the window that fits the budget"
-    assert pruned.strategy == steps.label == (
-        "pipeline(steps=[mask_tool_outputs(keep_last=1, fallback=None), token_window])"
+    assert (
+        pruned.strategy
+        == steps.label
+        == ("pipeline(steps=[mask_tool_outputs(keep_last=1, fallback=None), token_window])")
     )
     assert len(ids(pruned.messages)) > len(ids(TokenWindow().prune(c, budget, COUNTER).messages))
 
@@ -113,7 +115,7 @@ def test_function_results_are_checked_and_made_safe() -> None:
     pruned = from_function(lambda ms: [ms[0], ms[3], *ms[-2:]], name="half").prune(c, 10**6)
     assert ids(pruned.messages) == ["sys", "done", "last"]
     # dropping the newest user message cannot be repaired
-    with pytest.raises(InvariantError, match="newest user message .* was dropped"):
+    with pytest.raises(InvariantError, match=r"newest user message .* was dropped"):
         from_function(lambda ms: ms[:-1], name="lossy").prune(c, 10**6, COUNTER)
     # new messages are marked synthetic
     note = Message(role="assistant", content="(earlier steps omitted)")

@@ -65,7 +65,9 @@ def test_masking_handles_observations_sent_as_user_messages(sweagent) -> None:
     observations = [i for i, m in enumerate(sweagent.messages) if m.is_tool_output]
     actions = [pruned.decisions[i].action for i in observations]
     assert actions[-1] == "kept" and actions.count("masked") >= len(observations) // 2
-    assert all(m.role == "user" for m in pruned.messages if m.text.startswith("[tool output"))
+    placeholders = [m for m in pruned.messages if "output omitted" in m.text]
+    assert placeholders and all(m.role == "user" for m in placeholders)
+    assert {m.text.split()[0] for m in placeholders} >= {"[curl"}  # the command that ran
 
 
 def test_masking_then_the_fallback_enforces_the_budget(taubench) -> None:
@@ -104,7 +106,9 @@ def test_truncation_cuts_the_middle_and_says_how_much(sweagent) -> None:
 def test_truncation_never_touches_the_system_prompt_or_the_newest_user_message() -> None:
     c = agent_conversation(turns=2, output_words=400)
     long = "word " * 2000
-    c = c.with_messages([c[0].replace(content=long), *c.messages[1:-1], c[-1].replace(content=long)])
+    c = c.with_messages(
+        [c[0].replace(content=long), *c.messages[1:-1], c[-1].replace(content=long)]
+    )
     pruned = TruncateLong(max_tokens_per_message=100).prune(c, HUGE, COUNTER)
     assert pruned.messages[0] == c[0] and pruned.messages[-1] == c[-1]
     assert [d.action for d in pruned.decisions if d.message_id in ("r0", "r1")] == ["truncated"] * 2

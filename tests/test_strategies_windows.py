@@ -100,7 +100,10 @@ def test_token_window_raises_exactly_when_the_pins_do_not_fit(taubench) -> None:
     assert (info.value.required, info.value.budget) == (need, need - 1)
 
 
-def test_token_window_counts_each_message_once_and_builds_decisions_lazily(locomo) -> None:
+def test_token_window_counts_each_message_once_and_builds_decisions_lazily(
+    locomo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CTXLAB_DEBUG", raising=False)  # debug checks read every decision
     calls = []
 
     class Spy(type(COUNTER)):  # type: ignore[misc]

@@ -14,14 +14,17 @@ import json
 import math
 import multiprocessing
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ctxlab import formats
 from ctxlab.errors import UsageError
 from ctxlab.tokens import ENCODINGS
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 HELP = "Replay conversations under strategies x budgets; write results.csv, a run record, plots."
 
@@ -158,7 +161,7 @@ def _plots(report: Any, pareto_path: Path) -> list[Path]:
 
     folder = pareto_path.parent
     folder.mkdir(parents=True, exist_ok=True)
-    figures = {pareto_path: lambda: plots.pareto(report)}
+    figures: dict[Path, Callable[[], Figure]] = {pareto_path: lambda: plots.pareto(report)}
     figures[folder / "tokens.png"] = lambda: plots.tokens_per_probe(report)
     if "locomo" in set(report.df["dataset"]):
         figures[folder / "evidence_by_category.png"] = lambda: plots.evidence_by_category(report)

@@ -98,8 +98,8 @@ def facts_for(conversation: Conversation, counter: TokenCounter) -> Facts:
     """The `Facts` of a conversation, reused across the tasks a process runs.
 
     Work is split per conversation x strategy, so a worker usually replays the same
-    conversation several times in a row; the key covers every message's content so that two
-    different conversations never share facts.
+    conversation several times in a row; the key covers every message and the annotations,
+    so two different conversations never share facts.
     """
     key = (id(counter), conversation.id, str(conversation.source), _fingerprint(conversation))
     with _CACHE_LOCK:
@@ -116,12 +116,11 @@ def facts_for(conversation: Conversation, counter: TokenCounter) -> Facts:
 
 
 def _fingerprint(conversation: Conversation) -> int:
-    return hash(
-        tuple(
-            (m.id, m.role, m.content, m.name, m.tool_calls, m.tool_call_id, m.meta)
-            for m in conversation.messages
-        )
+    messages = tuple(
+        (m.id, m.role, m.content, m.name, m.tool_calls, m.tool_call_id, m.meta)
+        for m in conversation.messages
     )
+    return hash((messages, conversation.annotations))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -215,8 +214,9 @@ class Metric(Protocol):
         name: the name used in ``compare(metrics=[...])``.
         columns: report columns the metric fills (its main column first).
         aggregate: how the summary aggregates the main column (see `Aggregate`).
-        is_async: True for metrics that must be awaited (`acompute`, e.g. an LLM judge);
-            only `acompare` runs them.
+        is_async: True for metrics that also have an awaitable `acompute` (e.g. an LLM
+            judge): `acompare` awaits it, `compare` calls `compute` (a metric whose
+            `compute` raises NotImplementedError can only run under `acompare`).
     """
 
     @property

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import math
 import time
 from collections.abc import AsyncIterator
@@ -28,7 +29,6 @@ from ctxlab._turns import Turn
 from ctxlab.errors import CtxlabError
 from ctxlab.messages import Conversation, Message
 from ctxlab.providers.base import Completion, TextDelta
-from ctxlab.providers.pricing import cost_usd, lookup
 from ctxlab.proxy import log
 from ctxlab.proxy.auth import ClientKey
 from ctxlab.proxy.errors import ProxyHTTPError, from_exception, rate_limited
@@ -42,6 +42,7 @@ from ctxlab.usage import Usage
 __all__ = ["Exchange", "chat_completion"]
 
 _END = object()
+logger = logging.getLogger("ctxlab.proxy")
 
 
 @dataclass(kw_only=True)
@@ -94,7 +95,7 @@ async def chat_completion(state: ProxyState, ex: Exchange, req: ChatRequest) -> 
         if req.stream:
             return await _stream(state, ex, req)
         return await _complete(state, ex, req)
-    except CtxlabError as exc:
+    except Exception as exc:  # every failure gets an OpenAI-style answer and a log line
         raise ex.fail(_upstream_failure(state, ex, exc)) from exc
 
 
@@ -130,7 +131,11 @@ async def _stream(state: ProxyState, ex: Exchange, req: ChatRequest) -> Response
             ex.route.provider.astream(sent, model=ex.upstream_model, **req.call_options()), pruned
         )
     producer = asyncio.create_task(_produce(queue, events))
-    first = await queue.get()
+    try:
+        first = await queue.get()
+    except asyncio.CancelledError:  # the client left before the first token: store nothing
+        producer.cancel()
+        raise
     if isinstance(first, BaseException):
         await producer
         raise first
@@ -168,7 +173,7 @@ async def _sse(
     try:
         yield _event(reply.chunk({"role": "assistant", "content": ""}))
         while item is not _END:
-            if isinstance(item, CtxlabError):
+            if isinstance(item, BaseException):
                 failure = ex.fail(_upstream_failure(state, ex, item))
                 yield _event(failure.body())
                 return
@@ -225,17 +230,8 @@ def _billed(
     state: ProxyState, ex: Exchange, done: Completion, pruned: Pruned | None, sent: int
 ) -> None:
     ex.usage = done.usage
-    ex.cost_usd = _cost(state, done.usage, ex.upstream_model or "")
+    ex.cost_usd = state.cost_usd(done.usage, ex.upstream_model or "")
     ex.pruned = _pruned_header(pruned, sent)
-
-
-def _cost(state: ProxyState, usage: Usage, model: str) -> float:
-    if lookup(model) is None:
-        state.warn_once(
-            f"no price known for model {model!r}: its cost is not counted (usd_per_day, metrics)"
-        )
-        return math.nan
-    return cost_usd(usage, model)
 
 
 def _headers(ex: Exchange) -> dict[str, str]:
@@ -247,7 +243,9 @@ def _headers(ex: Exchange) -> dict[str, str]:
     return headers
 
 
-def _upstream_failure(state: ProxyState, ex: Exchange, exc: CtxlabError) -> ProxyHTTPError:
+def _upstream_failure(state: ProxyState, ex: Exchange, exc: BaseException) -> ProxyHTTPError:
+    if not isinstance(exc, CtxlabError):
+        logger.error("unexpected error serving a request", exc_info=exc)
     failure = from_exception(exc)
     if failure.status in (502, 504) or (failure.code or "").startswith("upstream_"):
         route = ex.route.prefix if ex.route is not None else "-"

@@ -111,7 +111,7 @@ def is_timeout(exc: BaseException) -> bool:
     return False
 
 
-def from_exception(exc: CtxlabError) -> ProxyHTTPError:
+def from_exception(exc: BaseException) -> ProxyHTTPError:
     """The response status and body for an error raised while serving a request."""
     if isinstance(exc, ProxyHTTPError):
         return exc
@@ -127,9 +127,14 @@ def from_exception(exc: CtxlabError) -> ProxyHTTPError:
         return ProxyHTTPError(
             503, str(exc), type="api_error", code="session_busy", headers={"retry-after": "1"}
         )
-    if isinstance(exc, ValueError):  # UsageError, DataFormatError: the request is wrong
+    if isinstance(exc, CtxlabError) and isinstance(exc, ValueError):  # UsageError, DataFormat...
         return ProxyHTTPError(400, str(exc), param="messages")
-    return ProxyHTTPError(500, f"{type(exc).__name__}: {exc}", type="server_error")
+    if isinstance(exc, CtxlabError):
+        return ProxyHTTPError(500, f"{type(exc).__name__}: {exc}", type="server_error")
+    # Not an error ctxlab raises on purpose: say nothing of its content (it may quote input).
+    return ProxyHTTPError(
+        500, f"internal error ({type(exc).__name__}); see the proxy's log", type="server_error"
+    )
 
 
 def _upstream_status(exc: ProviderHTTPError) -> ProxyHTTPError:

@@ -34,17 +34,17 @@ class Router:
     """Finds the route of a model name; the longest matching prefix wins."""
 
     def __init__(self, routes: Sequence[RouteConfig]) -> None:
-        built = [Route(config=r, provider=_provider(r, i)) for i, r in enumerate(routes)]
-        self.routes = tuple(sorted(built, key=lambda r: -len(r.prefix)))
+        self.routes = tuple(Route(config=r, provider=_provider(r, i)) for i, r in enumerate(routes))
+        self._by_length = sorted(self.routes, key=lambda r: -len(r.prefix))
 
     @property
     def prefixes(self) -> list[str]:
-        """Every configured prefix, in configuration order of length (longest first)."""
+        """Every configured prefix, in configuration order."""
         return [r.prefix for r in self.routes]
 
     def resolve(self, model: str) -> tuple[Route, str] | None:
         """The route for `model` and the model name to send upstream, or None."""
-        for route in self.routes:
+        for route in self._by_length:
             if model.startswith(route.prefix) and len(model) > len(route.prefix):
                 return route, model[len(route.prefix) :]
         return None

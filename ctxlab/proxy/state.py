@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Coroutine
 from typing import Any
 
 from ctxlab.budget import Budget
+from ctxlab.providers.pricing import ModelPrice, cost_usd, lookup
 from ctxlab.proxy.auth import KeyRing
 from ctxlab.proxy.config import ProxyConfig
 from ctxlab.proxy.limits import Limits, open_limits
@@ -17,6 +19,7 @@ from ctxlab.stores import Store, open_store
 from ctxlab.strategies import get_strategy
 from ctxlab.strategies.base import Strategy
 from ctxlab.tokens import TokenCounter, get_counter
+from ctxlab.usage import Usage
 
 __all__ = ["ProxyState"]
 
@@ -52,6 +55,20 @@ class ProxyState:
         self.metrics = ProxyMetrics()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._warned: set[str] = set()
+        self._prices: dict[str, ModelPrice | None] = {}
+
+    def cost_usd(self, usage: Usage, model: str) -> float:
+        """The cost of `usage` on `model` from the price table; NaN (warned once) if unknown."""
+        if model not in self._prices:  # a miss scans the whole table: look each model up once
+            self._prices[model] = lookup(model)
+        price = self._prices[model]
+        if price is None:
+            self.warn_once(
+                f"no price known for model {model!r}: its cost is not counted "
+                "(usd_per_day, metrics)"
+            )
+            return math.nan
+        return cost_usd(usage, model, {model: price})
 
     def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
         """Run `work` in the background, keeping a reference until it ends."""

@@ -43,6 +43,7 @@ class StubUpstream:
         self.attempts: Counter[str] = Counter()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one ASGI connection."""
         if scope["type"] == "lifespan":
             await _lifespan(receive, send)
             return

@@ -21,7 +21,7 @@ from ctxlab.providers.base import Completion
 from ctxlab.proxy.errors import ProxyHTTPError
 from ctxlab.usage import Usage
 
-__all__ = ["ChatRequest", "Reply", "completion_body", "usage_body"]
+__all__ = ["ChatRequest", "Reply", "messages_body", "usage_body"]
 
 # Request keys ctxlab reads itself; everything else goes to the provider as is.
 _OWN = {"model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens", "n"}
@@ -176,16 +176,6 @@ class Reply:
                 }
             )
         return out
-
-
-def completion_body(model: str, done: Completion) -> dict[str, Any]:
-    """A whole ``chat.completion`` object for `done`."""
-    return Reply(model=model).completion(done)
-
-
-def pruned_header(kept: int, total: int) -> str:
-    """The ``X-Ctxlab-Pruned`` value."""
-    return f"{kept}/{total}"
 
 
 def messages_body(messages: Sequence[Message]) -> list[dict[str, Any]]:

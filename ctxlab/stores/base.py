@@ -153,7 +153,7 @@ class BaseStore:
 
     url: str = ""
     _blocking_io: ClassVar[bool] = True
-    # In-process leases die with their holder, so they need no renewal.
+    # False where a lease cannot outlive its holder (in-process stores): nothing to renew.
     _renews_leases: ClassVar[bool] = True
 
     def __init__(self, *, lock_ttl: float = 30.0, lock_timeout: float = 300.0) -> None:
@@ -221,7 +221,7 @@ class BaseStore:
         """`lock` for coroutines: polls without blocking the event loop."""
         token, wait = uuid.uuid4().hex, self.lock_timeout if timeout is None else timeout
         deadline, delay = time.monotonic() + wait, _MIN_POLL
-        while not await self._io(self._acquire_lease, key, token, self.lock_ttl):
+        while not await self._try_acquire(key, token):
             if time.monotonic() >= deadline:
                 raise _busy(key, wait)
             await asyncio.sleep(delay)
@@ -232,6 +232,21 @@ class BaseStore:
         finally:
             # Shielded so a cancelled turn still frees the session at once, not after the TTL.
             await asyncio.shield(self._io(self._release, key, token))
+
+    async def _try_acquire(self, key: SessionKey, token: str) -> bool:
+        attempt = asyncio.ensure_future(self._io(self._acquire_lease, key, token, self.lock_ttl))
+        try:
+            return await asyncio.shield(attempt)
+        except asyncio.CancelledError:
+            # The waiter is gone (a client hung up) but the attempt runs on in its thread:
+            # should it win the lease, give it back rather than block the session for a TTL.
+            attempt.add_done_callback(lambda done: self._give_back(done, key, token))
+            raise
+
+    def _give_back(self, done: asyncio.Future[bool], key: SessionKey, token: str) -> None:
+        if not done.cancelled() and done.exception() is None and done.result():
+            # In a worker thread: the release may wait on the database, the loop must not.
+            asyncio.get_running_loop().run_in_executor(None, self._release_lease, key, token)
 
     def _hold(self, key: SessionKey, token: str) -> None:
         if self._renews_leases:

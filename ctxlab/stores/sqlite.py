@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
-from ctxlab.errors import ConfigurationError
+from ctxlab.errors import ConfigurationError, UsageError
 from ctxlab.messages import Message
 from ctxlab.stores._codec import decode, encode
 from ctxlab.stores.base import BaseStore, SessionInfo, SessionKey, utc
@@ -68,6 +68,8 @@ class SQLiteStore(BaseStore):
         lock_timeout: float = 300.0,
     ) -> None:
         super().__init__(lock_ttl=lock_ttl, lock_timeout=lock_timeout)
+        if synchronous not in ("NORMAL", "FULL"):
+            raise UsageError(f"synchronous must be 'NORMAL' or 'FULL', got {synchronous!r}")
         self.path = Path(path).expanduser().resolve()
         self.url = f"sqlite:///{self.path}"
         self._pragmas = (
@@ -97,15 +99,22 @@ class SQLiteStore(BaseStore):
         return conn
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
         conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
+        if not durable:
+            # Lock leases need no fsync: after a power loss every holder is gone anyway.
+            conn.execute("PRAGMA synchronous=OFF")
         try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        finally:
+            if not durable:
+                conn.execute(self._pragmas[1])
 
     def close(self) -> None:
         """Close every connection this store opened."""
@@ -209,7 +218,7 @@ class SQLiteStore(BaseStore):
 
     def _acquire_lease(self, key: SessionKey, token: str, ttl: float) -> bool:
         now = time.time()
-        with self._write() as conn:
+        with self._write(durable=False) as conn:
             cur = conn.execute(
                 "INSERT INTO locks VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE "
                 "SET token = excluded.token, expires_at = excluded.expires_at "
@@ -219,7 +228,7 @@ class SQLiteStore(BaseStore):
             return cur.rowcount > 0
 
     def _renew_lease(self, key: SessionKey, token: str, ttl: float) -> bool:
-        with self._write() as conn:
+        with self._write(durable=False) as conn:
             cur = conn.execute(
                 "UPDATE locks SET expires_at = ? WHERE name = ? AND token = ?",
                 (time.time() + ttl, _lock_name(key), token),
@@ -227,7 +236,7 @@ class SQLiteStore(BaseStore):
             return cur.rowcount > 0
 
     def _release_lease(self, key: SessionKey, token: str) -> None:
-        with self._write() as conn:
+        with self._write(durable=False) as conn:
             conn.execute("DELETE FROM locks WHERE name = ? AND token = ?", (_lock_name(key), token))
 
 

@@ -11,6 +11,7 @@ from ctxlab.messages import Conversation, Message
 from ctxlab.strategies._compose import compose
 from ctxlab.strategies._window import prefix_of
 from ctxlab.strategies.base import Action, BaseStrategy, Decision, Pruned
+from ctxlab.strategies.keep_all import KeepAll
 from ctxlab.tokens import TokenCounter
 
 __all__ = ["Changes", "RewriteStrategy"]
@@ -24,8 +25,9 @@ class RewriteStrategy(BaseStrategy):
 
     Subclasses declare a ``fallback: BaseStrategy | None`` field and implement `_rewrite`,
     which must change a message the same way whatever prefix it appears in (so a replay can
-    reuse rewrites through `cache`). Rewritten messages keep their id. With no fallback the
-    result may exceed the budget: use it as a step of a pipeline whose later steps enforce it.
+    reuse rewrites through `cache`). Rewritten messages keep their id. With no fallback only
+    what no provider accepts is left out (as `keep_all` does) and the result may exceed the
+    budget: use it as a step of a pipeline whose later steps enforce it.
     """
 
     fallback: BaseStrategy | None
@@ -63,16 +65,9 @@ class RewriteStrategy(BaseStrategy):
         def first() -> list[Decision]:
             return _decisions(originals, changes)
 
-        if self.fallback is None:
-            return Pruned(
-                conversation=conv,
-                messages=messages,
-                tokens=counter.count_messages(messages),
-                budget=budget,
-                strategy=self.label,
-                decide=first,
-            )
-        second = self.fallback._prune(conv.with_messages(messages), budget, counter)
+        # without a fallback, keep_all still leaves out what no provider accepts
+        step = self.fallback or KeepAll()
+        second = step._prune(conv.with_messages(messages), budget, counter)
         return Pruned(
             conversation=conv,
             messages=second.messages,

@@ -74,7 +74,11 @@ class UnitTracker:
             return self._add_caller(i, message, cost)
         owner = self.owner
         if message.role == "tool":
-            if owner is not None and owner.state == "open" and message.tool_call_id in owner.pending:
+            if (
+                owner is not None
+                and owner.state == "open"
+                and message.tool_call_id in owner.pending
+            ):
                 owner.members.append(i)
                 owner.cost += cost
                 owner.pending.discard(str(message.tool_call_id))
@@ -120,7 +124,7 @@ def units_of(messages: Sequence[Message], counts: Sequence[int]) -> tuple[list[U
     """All units of a message list in order of their first member, and the tracker."""
     tracker = UnitTracker()
     seen: dict[int, Unit] = {}
-    for i, (m, c) in enumerate(zip(messages, counts)):
+    for i, (m, c) in enumerate(zip(messages, counts, strict=True)):
         tracker.add(i, m, c)
         unit = tracker.unit_of[i]
         seen.setdefault(id(unit), unit)

@@ -42,7 +42,7 @@ class Decision:
     """What a strategy did with one original message.
 
     Attributes:
-        index: position of the message in the pruned conversation (0-based).
+        index: position of the message in the original conversation (0-based).
         message_id: the original message's id.
         action: kept (verbatim), dropped, summarized (folded into a synthetic message),
             masked (content replaced by a placeholder), truncated (content cut).

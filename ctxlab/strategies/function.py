@@ -12,6 +12,7 @@ from ctxlab.invariants import check
 from ctxlab.messages import Conversation, Message
 from ctxlab.strategies._compose import compose
 from ctxlab.strategies.base import BaseStrategy, Decision, Pruned
+from ctxlab.strategies.keep_all import KeepAll
 from ctxlab.strategies.token_window import TokenWindow
 from ctxlab.tokens import TokenCounter
 
@@ -52,26 +53,17 @@ class FunctionStrategy(BaseStrategy):
         sent = self._call(conversation)
         first = conversation.with_messages(sent)
         decisions = _decisions(conversation, sent, self.label)
-        if self.fallback is None:
-            result = Pruned(
-                conversation=conversation,
-                messages=first.messages,
-                tokens=counter.count_messages(sent),
-                budget=budget,
-                strategy=self.label,
-                given_decisions=decisions,
-            )
-        else:
-            later = self.fallback._prune(first, budget, counter)
-            result = Pruned(
-                conversation=conversation,
-                messages=later.messages,
-                tokens=later.tokens,
-                budget=budget,
-                strategy=self.label,
-                extra_usage=later.extra_usage,
-                given_decisions=compose(decisions, later.decisions),
-            )
+        # without a fallback, keep_all still leaves out what no provider accepts
+        later = (self.fallback or KeepAll())._prune(first, budget, counter)
+        result = Pruned(
+            conversation=conversation,
+            messages=later.messages,
+            tokens=later.tokens,
+            budget=budget,
+            strategy=self.label,
+            extra_usage=later.extra_usage,
+            given_decisions=compose(decisions, later.decisions),
+        )
         check(conversation, result, budget, counter, enforce_budget=self.enforces_budget)
         return result
 
@@ -123,6 +115,7 @@ def from_function(
         fn: the function; it must keep the first system message and the newest user message.
         name: the label used in reports (default: the function's ``__name__``).
         fallback: the strategy that enforces the budget afterwards (default `token_window`;
-            None sends what the function returns, whatever the budget).
+            None sends what the function returns, whatever the budget, less the messages no
+            provider accepts).
     """
     return FunctionStrategy(function=fn, title=name or "", fallback=fallback)

@@ -19,7 +19,7 @@ from ctxlab.errors import BudgetUnreachableError
 from ctxlab.messages import Conversation, Message
 from ctxlab.scoring import Pins, Scorer, default_scorer
 from ctxlab.strategies._tool_units import Unit, units_of
-from ctxlab.strategies.base import BaseStrategy, Decision, Pruned
+from ctxlab.strategies.base import Action, BaseStrategy, Decision, Pruned
 from ctxlab.tokens import TokenCounter
 
 __all__ = ["Importance"]
@@ -85,7 +85,9 @@ class Importance(BaseStrategy):
         scores = self.scorer.score(conversation, counter)
         if self.pin_ids or self.pin is not None:
             pins = Pins(ids=frozenset(self.pin_ids), predicate=self.pin)
-            scores = [max(s, p) for s, p in zip(scores, pins.score(conversation, counter))]
+            scores = [
+                max(s, p) for s, p in zip(scores, pins.score(conversation, counter), strict=True)
+            ]
         return scores
 
     def _select(
@@ -118,6 +120,7 @@ def _decisions(
     kept = {id(u) for u in chosen}
     unit_at: dict[int, Unit] = {i: u for u in units for i in u.members}
     out = []
+    action: Action
     for i, m in enumerate(msgs):
         unit = unit_at[i]
         score = unit_score[id(unit)]

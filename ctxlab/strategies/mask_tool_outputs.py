@@ -64,10 +64,18 @@ class MaskToolOutputs(RewriteStrategy):
 
 
 def _tool_name(messages: Sequence[Message], i: int, names: dict[str, str]) -> str:
-    """The tool that produced message i: its name, else the name of the call it answers."""
+    """The tool that produced message i (its name, or the name of the call it answers).
+
+    Observations sent as user messages name the command in the last assistant's
+    ``meta["action"]`` (SWE-agent records the shell command there), else "tool".
+    """
     m = messages[i]
     if m.name:
         return m.name
+    if m.role != "tool":
+        before = next((p for p in reversed(messages[:i]) if p.role == "assistant"), None)
+        action = str(before.meta.get("action") or "").split() if before else []
+        return action[0] if action else "tool"
     if m.tool_call_id and m.tool_call_id not in names:
         for j in range(i - 1, -1, -1):
             for call in messages[j].tool_calls:

@@ -28,8 +28,8 @@ from typing import ClassVar, Literal
 from ctxlab.budget import Budget
 from ctxlab.errors import BudgetUnreachableError, UsageError
 from ctxlab.messages import Conversation, Message
-from ctxlab.strategies.base import BaseStrategy, Decision, Pruned
 from ctxlab.strategies._tool_units import Unit, UnitTracker
+from ctxlab.strategies.base import BaseStrategy, Decision, Pruned
 from ctxlab.summarizers import ExtractiveSummarizer, Summarizer
 from ctxlab.tokens import TokenCounter
 from ctxlab.usage import Usage
@@ -80,8 +80,7 @@ class Summarize(BaseStrategy):
             raise UsageError(f"keep_last must be >= 0, got {self.keep_last}")
         if not 0 < self.target <= self.trigger <= 1:
             raise UsageError(
-                f"need 0 < target <= trigger <= 1, got target={self.target}, "
-                f"trigger={self.trigger}"
+                f"need 0 < target <= trigger <= 1, got target={self.target}, trigger={self.trigger}"
             )
         if not 0 <= self.summary_share < self.target:
             raise UsageError(
@@ -113,17 +112,17 @@ class Summarize(BaseStrategy):
 class SummaryWindow(Summarize):
     """`summarize` tuned as a summary plus a token window, updated at every turn.
 
-    Once the context passes 80% of the budget, just enough of the oldest turns are folded to
-    get back under it, so the verbatim part is always the newest messages that fit in the
-    rest of the budget, and the summary covers everything older (the behaviour of a summary
-    buffer memory). It calls the summarizer more often than `summarize`, which folds in
-    batches down to 70%.
+    Once the context passes 85% of the budget, the oldest turns are folded until it is back
+    at 75%, so the verbatim part is always close to a token window of the newest messages and
+    the summary covers everything older (the behaviour of a summary buffer memory). It calls
+    the summarizer in small, frequent batches, where `summarize` folds 30% of the budget at a
+    time.
     """
 
     name: ClassVar[str] = "summary_window"
 
-    trigger: float = 0.8
-    target: float = 0.8
+    trigger: float = 0.85
+    target: float = 0.75
 
 
 class _Run:
@@ -151,7 +150,7 @@ class _Run:
         self.fold_no = [0] * len(self.msgs)
         self.folds = 0
         self.lost = 0  # folds up to this number lost their content (no room for a summary)
-        self.covered: list[str] = []
+        self.covered: list[int] = []  # indices of the messages the summary covers
         self.text: str | None = None
         self.summary: Message | None = None
         self.summary_cost = 0
@@ -233,9 +232,8 @@ class _Run:
         if not self.cap:
             self._lose()
             return
-        new = [self.msgs[i] for i in members]
-        self.covered.extend(m.id for m in new)
-        self._summarize(new, self.cap - self.header)
+        self.covered.extend(members)
+        self._summarize([self.msgs[i] for i in members], self.cap - self.header)
 
     def _shrink(self) -> None:
         """Re-compact the summary into the room left, or give it up."""
@@ -260,13 +258,15 @@ class _Run:
         self.summary_cost = self.counter.count(self.summary)
 
     def _message(self, text: str) -> Message:
-        seed = f"{self.conv.id}\x00{self.versions}\x00{self.covered[-1] if self.covered else ''}"
+        covered = tuple(self.msgs[i].id for i in sorted(self.covered))
+        # Deterministic, so that a replay and a prune of the same prefix name it the same.
+        seed = f"{self.conv.id}\x00{self.versions}\x00{covered[-1] if covered else ''}"
         digest = hashlib.sha1(seed.encode()).hexdigest()[:16]
         return Message(
             role=self.s.role,
             content=SUMMARY_HEADER + text,
             id=f"summary_{digest}",
-            meta={"synthetic": True, "summary_of": tuple(self.covered)},
+            meta={"synthetic": True, "summary_of": covered},
         )
 
     def _lose(self) -> None:
@@ -298,7 +298,7 @@ class _Run:
             system=self.system,
             user=self.user,
             summary_id=self.summary.id if self.summary is not None else None,
-            note="; ".join(self.notes),
+            note="; ".join(dict.fromkeys(self.notes)),
         )
         fold_no, bad = self.fold_no, dict(self.tracker.bad_reason)
         return Pruned(

@@ -1,0 +1,173 @@
+"""The explorer in a real browser: Voilà serves it on 127.0.0.1, Debian's chromium drives it.
+
+Playwright comes from PyPI and drives the system ``chromium`` binary (never a downloaded
+browser). Every request that does not go to 127.0.0.1 is blocked. When chromium, Playwright
+or Voilà is missing the test is skipped, unless ``CTXLAB_REQUIRE_BROWSER=1`` (CI), where it
+fails. Screenshots land in the test's temporary folder, and also in ``CTXLAB_ARTIFACTS``
+(a folder; ``1`` means ``test-artifacts/``) when that is set.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+BUDGETS = [1000, 2000, 4000, 8000]
+NOTEBOOK = """{
+ "cells": [{"cell_type": "code", "execution_count": null, "id": "explorer", "metadata": {},
+   "outputs": [], "source": ["from ctxlab import datasets, widgets\\n",
+   "widgets.explorer(datasets.load('locomo')[:1], ['token_window'], budgets=%s)"]}],
+ "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
+ "nbformat": 4, "nbformat_minor": 5
+}
+"""
+
+
+def _require(what: str) -> None:
+    if os.environ.get("CTXLAB_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"{what} (CTXLAB_REQUIRE_BROWSER=1)")
+    pytest.skip(what)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"voila exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"voila did not listen on port {port} within {timeout} s")
+
+
+@pytest.fixture
+def chromium() -> str:
+    path = shutil.which("chromium")
+    if path is None:
+        _require("Debian's chromium is not installed (apt-get install chromium)")
+    if importlib.util.find_spec("playwright") is None:
+        _require("playwright is not installed (pip install playwright; never playwright install)")
+    assert path is not None
+    return path
+
+
+@pytest.fixture
+def voila_url(chromium: str, tmp_path: Path) -> Iterator[str]:
+    if importlib.util.find_spec("voila") is None:
+        _require("voila is not installed (pip install 'ctxlab[notebooks]')")
+    notebook = tmp_path / "explorer.ipynb"
+    notebook.write_text(NOTEBOOK % BUDGETS, encoding="utf-8")
+    port = _free_port()
+    log = (tmp_path / "voila.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "voila", str(notebook), "--no-browser", f"--port={port}",
+         "--Voila.ip=127.0.0.1", "--show_tracebacks=True"],
+        stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        _wait_listening(port, proc, 90)
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def _only_local(route: Any) -> None:
+    if re.match(r"^(https?|wss?)://127\.0\.0\.1[:/]", route.request.url):
+        route.continue_()
+    else:
+        route.abort()
+
+
+def _save(page: Any, tmp_path: Path, name: str) -> Path:
+    path = tmp_path / f"{name}.png"
+    page.screenshot(path=str(path), full_page=False)
+    target = os.environ.get("CTXLAB_ARTIFACTS")
+    if target:
+        folder = Path("test-artifacts" if target in ("1", "true") else target)
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, folder / path.name)
+    return path
+
+
+def _state(page: Any) -> tuple[int, str]:
+    sent = page.locator(".ctxlab-tokens .ctxlab-sent").first.inner_text()
+    header = page.locator(".ctxlab-view").first.inner_text().split("\n", 1)[0]
+    return int(sent.replace(",", "")), header
+
+
+def test_budget_slider_changes_view_and_tokens(
+    chromium: str, voila_url: str, tmp_path: Path
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.route("**/*", _only_local)
+            page.goto(voila_url, timeout=120_000)
+            page.locator(".ctxlab-tokens .ctxlab-sent").first.wait_for(timeout=120_000)
+            before, header_before = _state(page)
+            _save(page, tmp_path, "explorer-before")
+            assert 2000 < before <= 4000  # the slider starts at the middle budget; 8000 is next
+            handle = page.locator(".ctxlab-budget .noUi-handle").first
+            handle.focus()
+            start = time.perf_counter()
+            handle.press("ArrowRight")
+            page.wait_for_function(
+                "old => document.querySelector('.ctxlab-tokens .ctxlab-sent').innerText != old",
+                arg=f"{before:,}",
+                timeout=60_000,
+            )
+            took = time.perf_counter() - start
+            # The token bar and the view are two widgets, updated by two messages.
+            page.wait_for_function(
+                "old => !document.querySelector('.ctxlab-view').innerText.startsWith(old)",
+                arg=header_before,
+                timeout=60_000,
+            )
+            after, header_after = _state(page)
+            _save(page, tmp_path, "explorer-after")
+            print(f"browser: slider key press to new token count in {took * 1000:.0f} ms")
+        finally:
+            browser.close()
+    assert 4000 < after <= 8000, (before, after)
+    assert header_before != header_after
+    assert re.search(r"sends \d+ of \d+ messages", header_after)

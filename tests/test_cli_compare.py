@@ -1,0 +1,168 @@
+"""``ctxlab compare``: the main job, run as a user would."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ctxlab import get_counter
+from ctxlab.cli import main
+from ctxlab.formats.openai_chat import from_openai
+from ctxlab.report import COLUMNS
+
+
+def _jsonl(path: Path) -> Path:
+    """A file the project has never seen: two chats with a tool call, in OpenAI JSONL."""
+    call = {"id": "c1", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}
+    chats = [
+        [
+            {"role": "system", "content": "You are terse."},
+            {"role": "user", "content": "Find order A-1234 " * 60},
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "c1", "content": "order A-1234 shipped " * 200},
+            {"role": "assistant", "content": "It shipped."},
+            {"role": "user", "content": "And order B-99?"},
+            {"role": "assistant", "content": "Not found."},
+        ],
+        [{"role": "user", "content": "hi " * 3000}, {"role": "assistant", "content": "hello"}],
+    ]
+    path.write_text("\n".join(json.dumps({"messages": c}) for c in chats) + "\n")
+    return path
+
+
+def test_compare_a_new_file_writes_csv_record_and_dump(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = _jsonl(tmp_path / "chats.jsonl")
+    out, dump = tmp_path / "r.csv", tmp_path / "dump"
+    argv = ["compare", "--data", str(data), "--strategy", "token_window", "--budget", "2000",
+            "--budget", "8000", "--probes", "end", "--out", str(out), "--dump", str(dump),
+            "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    df = pd.read_csv(out)
+    assert tuple(df.columns[: len(COLUMNS)]) == COLUMNS
+    assert len(df) == 4 and set(df["budget"]) == {2000, 8000}
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["data"][0]["sha256"] and record["budgets"][0]["max_tokens"] == 2000
+    assert record["encoding"] == "o200k_base" and record["token_counts"] == "exact"
+    assert (tmp_path / "pareto.png").exists() is False  # plots go beside --out
+    assert (out.parent / "tokens.png").read_bytes().startswith(b"\x89PNG")
+    # Independent check: recount the dumped contexts.
+    counter = get_counter()
+    for line in (p for f in dump.rglob("*.jsonl") for p in f.read_text().splitlines()):
+        entry = json.loads(line)
+        row = df[
+            (df["conversation_id"] == entry["conversation_id"]) & (df["budget"] == entry["budget"])
+        ]
+        if entry["budget_unreachable"]:
+            assert not row["budget_ok"].iloc[0] and row["input_tokens"].isna().all()
+            continue
+        sent = counter.count_messages(from_openai(entry["messages"], id_prefix=None))
+        assert row["input_tokens"].iloc[0] == sent <= entry["budget"]
+    # The second chat's only user message alone exceeds 2000 tokens: that cell fails.
+    failed = df[(df["conversation_id"] == "chats-1") & (df["budget"] == 2000)]
+    assert not failed["budget_ok"].iloc[0] and failed["evidence_recall"].isna().all()
+    table = capsys.readouterr().out
+    assert "chats: 2 conversations" in table and "token_window" in table
+
+
+def test_unknown_strategy_is_a_one_line_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = _jsonl(tmp_path / "chats.jsonl")
+    assert main(["compare", "--data", str(data), "--strategy", "nope", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "known strategies:" in err and "token_window" in err
+
+
+def test_unreadable_data_names_the_file_and_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"messages": []}\n{"messages": [\n')
+    assert main(["compare", "--data", str(bad), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "bad.jsonl" in err and "line 2" in err
+
+
+def test_user_strategy_by_import_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "my_strategies.py").write_text(
+        "def last_two(messages):\n"
+        "    system = [m for m in messages[:1] if m.role == 'system']\n"
+        "    return system + list(messages[-2:])\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    data = _jsonl(tmp_path / "chats.jsonl")
+    out = tmp_path / "u.csv"
+    argv = ["compare", "--data", str(data), "--strategy", "my_strategies:last_two",
+            "--budget", "100000", "--probes", "end", "--out", str(out), "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    df = pd.read_csv(out)
+    assert set(df["strategy"]) == {"last_two"} and (df["messages_sent"] <= 3).all()
+
+
+def test_jobs_give_the_same_results(tmp_path: Path, data_dir: Path) -> None:
+    source = data_dir / "taubench" / "gpt-4o-airline-dev.json"
+    small = tmp_path / "tau.json"
+    small.write_text(json.dumps(json.loads(source.read_text())[:4]))
+    outputs = []
+    for jobs in ("1", "2"):
+        out = tmp_path / f"jobs{jobs}" / "r.csv"
+        argv = ["compare", "--data", str(small), "--strategy", "token_window",
+                "--strategy", "mask_tool_outputs", "--budget", "3000", "--budget", "8000",
+                "--jobs", jobs, "--out", str(out), "--quiet"]  # fmt: skip
+        assert main(argv) == 0
+        outputs.append(out.read_text())
+    assert outputs[0] == outputs[1]
+
+
+def _small_data(root: Path, data_dir: Path) -> Path:
+    """The bundled datasets cut down: LoCoMo's first conversation to 2 sessions, 2 tau-bench
+    runs, 3 MT-Bench-101 dialogues, 1 SWE-agent run."""
+    sample = json.loads((data_dir / "locomo" / "locomo7.json").read_text())[0]
+    keep = {
+        k: v for k, v in sample["conversation"].items()
+        if not re.fullmatch(r"session_\d+(_date_time)?", k) or int(re.findall(r"\d+", k)[0]) <= 2
+    }  # fmt: skip
+    (root / "locomo").mkdir(parents=True)
+    (root / "locomo" / "locomo7.json").write_text(json.dumps([dict(sample, conversation=keep)]))
+    (root / "taubench").mkdir()
+    tau = json.loads((data_dir / "taubench" / "gpt-4o-airline-dev.json").read_text())[:2]
+    (root / "taubench" / "t.json").write_text(json.dumps(tau))
+    (root / "mtbench101").mkdir()
+    lines = (data_dir / "mtbench101" / "mtbench101.jsonl").read_text().splitlines()[:3]
+    (root / "mtbench101" / "m.jsonl").write_text("\n".join(lines) + "\n")
+    (root / "sweagent_demos").mkdir()
+    traj = data_dir / "sweagent_demos/trajectories/demonstrations/function_calling_simple.traj"
+    shutil.copy(traj, root / "sweagent_demos" / traj.name)
+    return root
+
+
+def test_no_options_runs_everything_and_writes_results(
+    tmp_path: Path,
+    data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("CTXLAB_DATA", str(_small_data(tmp_path / "data", data_dir)))
+    monkeypatch.chdir(tmp_path)
+    assert main(["compare", "--quiet"]) == 0
+    results = tmp_path / "ctxlab-results"
+    df = pd.read_csv(results / "results.csv")
+    from ctxlab import strategies
+
+    assert set(df["dataset"]) == {"locomo", "taubench", "mtbench101", "sweagent"}
+    assert set(df["budget"]) == {1000, 2000, 4000, 8000, 16000}
+    assert set(df["strategy"]) == set(strategies.names())
+    for name in ("pareto.png", "tokens.png", "evidence_by_category.png", "results.json"):
+        assert (results / name).stat().st_size > 0, name
+    table = capsys.readouterr().out
+    assert table.startswith("token counts: o200k_base (exact)")
+    assert "locomo: 1 conversations" in table and "evidence" in table

@@ -1,0 +1,81 @@
+"""End to end: the official openai client -> ctxlab serve -> the local llama.cpp server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from proxy_support import ALICE, ProxyProcess, free_port
+
+from ctxlab.local_llm import LocalLLMServer
+
+
+@pytest.fixture
+def local_proxy(local_llm: LocalLLMServer, tmp_path: Path) -> Iterator[ProxyProcess]:
+    port = free_port()
+    config = f"""
+[server]
+host = "127.0.0.1"
+port = {port}
+store = "sqlite:///{tmp_path / "local.db"}"
+
+[[keys]]
+name = "alice"
+key = "env:PROXY_TEST_ALICE"
+
+[[routes]]
+prefix = "local/"
+provider = "openai-compatible"
+base_url = "{local_llm.base_url}"
+timeout = 120.0
+
+[memory]
+strategy = "token_window"
+budget = 1000
+params = {{}}
+"""
+    proxy = ProxyProcess(tmp_path, config, port).start()
+    yield proxy
+    proxy.stop()
+
+
+def test_a_session_through_the_proxy_to_llama_cpp(
+    local_proxy: ProxyProcess, local_llm: LocalLLMServer
+) -> None:
+    openai = pytest.importorskip("openai")
+    model = f"local/{local_llm.model}"
+    with openai.OpenAI(
+        base_url=local_proxy.url + "/v1",
+        api_key=ALICE,
+        default_headers={"X-Session-Id": "llama"},
+        max_retries=0,
+        timeout=120,
+    ) as client:
+        first = client.chat.completions.create(
+            model=model,
+            messages=[{"role": "user", "content": "My favourite colour is green."}],
+            max_tokens=12,
+            temperature=0,
+        )
+        with client.chat.completions.create(
+            model=model,
+            messages=[{"role": "user", "content": "What is my favourite colour?"}],
+            max_tokens=12,
+            temperature=0,
+            stream=True,
+            stream_options={"include_usage": True},
+        ) as stream:
+            chunks = list(stream)
+    assert first.choices[0].message.content
+    assert first.usage is not None and first.usage.completion_tokens > 0
+    second_text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    usage = chunks[-1].usage
+    assert second_text and usage is not None
+    # The second request carried the first turn: its prompt is longer than the first one's.
+    assert usage.prompt_tokens > first.usage.prompt_tokens
+    with local_proxy.client(ALICE) as c:
+        stored = c.get("/v1/sessions/llama").json()["messages"]
+    assert [m["role"] for m in stored] == ["user", "assistant", "user", "assistant"]
+    assert stored[1]["content"] == first.choices[0].message.content
+    assert stored[3]["content"] == second_text

@@ -1,0 +1,206 @@
+"""The notebook widgets: their trees, and that moving a control changes what they show."""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from typing import Any
+
+import pytest
+
+pytest.importorskip("ipywidgets")
+
+import ipywidgets as w
+
+import ctxlab
+from ctxlab import datasets, widgets
+from ctxlab.compare import compare
+from ctxlab.errors import MissingDependencyError, UsageError
+from ctxlab.messages import Conversation
+
+
+def find(root: Any, name: str) -> Any:
+    """The widget under `root` carrying the CSS class ``ctxlab-<name>``."""
+    if f"ctxlab-{name}" in getattr(root, "_dom_classes", ()):
+        return root
+    for child in getattr(root, "children", ()):
+        hit = find(child, name)
+        if hit is not None:
+            return hit
+    return None
+
+
+def sent_tokens(box: Any) -> int:
+    match = re.search(r"class='ctxlab-sent'>([\d,]+)<", find(box, "tokens").value)
+    assert match, find(box, "tokens").value[:300]
+    return int(match.group(1).replace(",", ""))
+
+
+def sent_messages(box: Any) -> int:
+    match = re.search(r"sends (\d+) of (\d+) messages", find(box, "view").value)
+    assert match
+    return int(match.group(1))
+
+
+@pytest.fixture(scope="module")
+def locomo() -> list[Conversation]:
+    return datasets.load("locomo")
+
+
+@pytest.fixture(scope="module")
+def largest() -> Conversation:
+    counter = ctxlab.get_counter()
+    every = [c for name in datasets.names() for c in datasets.load(name)]
+    return max(every, key=lambda c: counter.count_messages(c.messages))
+
+
+def test_missing_ipywidgets_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ipywidgets", None)
+    with pytest.raises(MissingDependencyError, match=r"pip install 'ctxlab\[notebooks\]'"):
+        widgets.explorer(datasets.load("taubench")[:1])
+    with pytest.raises(MissingDependencyError, match="ipywidgets"):
+        widgets.comparison(ctxlab.Report.from_rows(_empty_rows()))
+
+
+def _empty_rows() -> Any:
+    import pandas as pd
+
+    return pd.DataFrame({"dataset": [], "conversation_id": [], "strategy": [], "budget": []})
+
+
+def test_explorer_tree(locomo: list[Conversation]) -> None:
+    box = widgets.explorer(locomo[:2], ["token_window", "sliding_window"])
+    assert isinstance(box, w.VBox)
+    assert isinstance(find(box, "conversation"), w.Dropdown)
+    assert len(find(box, "conversation").options) == 2
+    assert list(find(box, "strategy").options) == ["token_window", "sliding_window"]
+    assert isinstance(find(box, "budget"), w.IntSlider)
+    for name in ("tokens", "metrics", "view", "evidence", "status"):
+        assert isinstance(find(box, name), w.HTML), name
+    assert isinstance(find(box, "question"), w.Dropdown)
+    # LoCoMo questions are offered; the slider spans the conversation's size.
+    assert len(find(box, "question").options) > 100
+    total = ctxlab.get_counter().count_messages(locomo[0].messages)
+    assert find(box, "budget").max >= total
+    assert "<table" in find(box, "metrics").value
+
+
+def test_moving_the_slider_changes_view_and_tokens(locomo: list[Conversation]) -> None:
+    box = widgets.explorer(locomo[0], ["token_window"])
+    slider = find(box, "budget")
+    slider.value = 2000
+    small, small_view, small_n = sent_tokens(box), find(box, "view").value, sent_messages(box)
+    slider.value = 8000
+    big, big_view, big_n = sent_tokens(box), find(box, "view").value, sent_messages(box)
+    assert 0 < small <= 2000 < big <= 8000
+    assert small_n < big_n
+    assert small_view != big_view
+    # The metric table follows: it is the report of the same single choice.
+    report = compare(locomo[0], "token_window", 8000, progress=False)
+    cumulative = report.summary(["cumulative_input_tokens"], n_boot=0).iloc[0, -3]
+    assert f"{cumulative:,.0f}" in find(box, "metrics").value
+
+
+def test_editing_a_parameter_reprunes(locomo: list[Conversation]) -> None:
+    box = widgets.explorer(locomo[0], ["sliding_window"], budgets=[20_000])
+    params = find(box, "params").children
+    editor = next(c for c in params if c.description == "max_messages")
+    editor.value = "6"
+    assert sent_messages(box) == 6
+    editor.value = "40"
+    assert sent_messages(box) == 40
+    editor.value = "many"
+    assert "whole number" in find(box, "status").value
+    assert find(box, "view").value == ""
+
+
+def test_literal_parameters_are_choices() -> None:
+    box = widgets.explorer(datasets.load("taubench")[:1], ["summarize"], budgets=[2000])
+    role = next(c for c in find(box, "params").children if c.description == "role")
+    assert isinstance(role, w.Dropdown)
+    assert set(role.options) == {"user", "system"}
+    names = {c.description for c in find(box, "params").children}
+    assert {"keep_last", "trigger", "target"} <= names
+    assert "summarizer" not in names  # objects are left to code
+
+
+def test_question_picker_outlines_evidence(locomo: list[Conversation]) -> None:
+    conv = locomo[0]
+    box = widgets.explorer(conv, ["token_window"], budgets=[1000, 30_000])
+    picker = find(box, "question")
+    index, question = next(
+        (i, q) for i, q in enumerate(conv.annotations["questions"]) if len(q["evidence"]) >= 2
+    )
+    picker.value = index
+    panel, view = find(box, "evidence").value, find(box, "view").value
+    assert all(e in panel for e in question["evidence"])
+    assert view.count("[evidence]") == len(question["evidence"])
+    # At the small budget early evidence is gone; at the large one everything survives.
+    find(box, "budget").value = 1000
+    assert "✗ dropped" in find(box, "evidence").value
+    find(box, "budget").value = 30_000
+    n = len(question["evidence"])
+    assert f"{n} of {n}</b>" in find(box, "evidence").value
+
+
+def test_unreachable_budget_is_reported_not_raised(locomo: list[Conversation]) -> None:
+    box = widgets.explorer(locomo[0], ["token_window"], budgets=[5, 4000])
+    find(box, "budget").value = 5
+    assert "budget" in find(box, "status").value.lower()
+    assert find(box, "view").value == ""
+    find(box, "budget").value = 4000
+    assert sent_tokens(box) <= 4000
+
+
+def test_bad_inputs_raise_usage_errors() -> None:
+    with pytest.raises(UsageError, match="known strategies"):
+        widgets.explorer(datasets.load("taubench")[:1], ["no_such_strategy"])
+    with pytest.raises(UsageError, match="at least one strategy"):
+        widgets.explorer(datasets.load("taubench")[:1], [])
+
+
+def test_slider_latency_on_the_largest_conversation(largest: Conversation) -> None:
+    """Loose bound only (the machine is shared); the measured numbers go to stdout."""
+    box = widgets.explorer(largest, ["token_window", "mask_tool_outputs", "summarize"])
+    slider, strategy = find(box, "budget"), find(box, "strategy")
+    for name in strategy.options:
+        strategy.value = name
+        times = []
+        for value in (2000, 4000, 8000, 16000):
+            start = time.perf_counter()
+            slider.value = value
+            times.append(time.perf_counter() - start)
+            assert sent_tokens(box) <= value
+        print(f"{largest.id} {name}: slider update ms", [round(t * 1000) for t in times])
+        assert sorted(times)[len(times) // 2] < 5.0
+
+
+def test_comparison_tree_and_pickers() -> None:
+    convs = datasets.load("taubench")[:4] + datasets.load("locomo")[:1]
+    report = compare(convs, ["token_window", "mask_tool_outputs"], [1000, 4000], progress=False)
+    box = widgets.comparison(report)
+    assert isinstance(box, w.VBox)
+    plot = find(box, "plot")
+    assert isinstance(plot, w.Image) and plot.value[:4] == b"\x89PNG"
+    assert list(find(box, "dataset").options) == ["taubench", "locomo"]
+    assert find(box, "x").value == "cumulative_input_tokens"
+    assert find(box, "y").value == "action_argument_recall"
+    table = find(box, "table").value
+    assert table.count("<tr") == 1 + 2 * 2  # header + strategies x budgets
+    before = plot.value
+    find(box, "dataset").value = "locomo"
+    assert find(box, "y").value == "evidence_recall"
+    assert plot.value != before
+    find(box, "budgets").value = (4000,)
+    assert find(box, "table").value.count("<tr") == 1 + 2
+    find(box, "strategy").value = "mask_tool_outputs"
+    detail = find(box, "detail").value
+    assert "mask_tool_outputs" in detail and "4000" in detail and "1000" not in detail
+    find(box, "budgets").value = ()
+    assert "no rows" in find(box, "status").value
+
+
+def test_comparison_needs_rows() -> None:
+    with pytest.raises(UsageError, match="no rows"):
+        widgets.comparison(ctxlab.Report.from_rows(_empty_rows()))
