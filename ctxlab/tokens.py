@@ -412,4 +412,3 @@ class ApproximateCounter(_CountingBase):
 
     def __repr__(self) -> str:
         return "ApproximateCounter(chars/4)"
-
