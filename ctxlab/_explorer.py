@@ -283,7 +283,7 @@ class Explorer:
         )
 
     def _measure(self, strategy: Strategy) -> str:
-        from ctxlab.compare import compare
+        from ctxlab.harness import compare
 
         report = compare(
             self.conv, strategy, self.budget.value, counter=self.counter, progress=False

@@ -6,14 +6,17 @@ messages that must stay, which survives any weighting::
 
     Weighted(((Recency(half_life=12), 0.4), (Relevance(), 0.4), (KeyDensity(), 0.2)))
 
-Lexical relevance uses BM25 from the `bm25s` library (`bm25_scores`), over words lower-cased
-and with English stopwords removed (`terms`).
+Lexical relevance uses BM25 (`bm25_scores`), scored exactly as the `bm25s` library scores it,
+over words lower-cased and with English stopwords removed (`terms`, with the stopword list of
+`bm25s`).
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
+from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -39,6 +42,7 @@ __all__ = [
 ]
 
 _WORD = re.compile(r"[^\W_]+")
+_K1, _B = 1.5, 0.75  # BM25 parameters (the bm25s defaults)
 
 
 @runtime_checkable
@@ -76,28 +80,65 @@ def bm25_scores(
     Returns:
         One score per document (0.0 when no query term occurs in it).
     """
-    weights = _query_weights(query)
-    if not documents or not weights or not any(documents):
-        return [0.0] * len(documents)
-    import bm25s
-    import numpy as np
+    postings = Postings()
+    for d in documents:
+        postings.add(d)
+    return postings.scores(_query_weights(query))
 
-    index = bm25s.BM25()
-    index.index([list(d) for d in documents], show_progress=False)
-    data, indices, indptr = (index.scores[k] for k in ("data", "indices", "indptr"))
-    cols, vals = [], []
-    # Terms in sorted order so float sums come out the same whatever bm25s's vocabulary order.
-    for term in sorted(weights):
-        tid = index.vocab_dict.get(term)
-        if tid is None or term == "":
-            continue
-        start, end = int(indptr[tid]), int(indptr[tid + 1])
-        cols.append(indices[start:end])
-        vals.append(data[start:end].astype(np.float64) * weights[term])
-    if not cols:
-        return [0.0] * len(documents)
-    totals = np.bincount(np.concatenate(cols), np.concatenate(vals), minlength=len(documents))
-    return [float(x) for x in totals]
+
+class Postings:
+    """Term statistics of a growing list of documents, for BM25 over any leading part of it.
+
+    The scores are those of a `bm25s` index built over the same documents, bit for bit: the
+    same float32 per-term scores (idf x term-frequency part, Lucene variant) summed in float64
+    in sorted term order (the tests compare both). Keeping the statistics instead of an index
+    lets a replay score every prefix of a conversation without re-indexing it: documents are
+    added once, and `scores(weights, n)` only visits the postings of the query terms.
+    """
+
+    def __init__(self) -> None:
+        self.lens: list[int] = []
+        self._docs: dict[str, list[int]] = {}
+        self._tfs: dict[str, list[int]] = {}
+
+    def __len__(self) -> int:
+        return len(self.lens)
+
+    def add(self, document: Sequence[str]) -> None:
+        """Append a document (its terms)."""
+        i = len(self.lens)
+        self.lens.append(len(document))
+        for term, tf in Counter(document).items():
+            self._docs.setdefault(term, []).append(i)
+            self._tfs.setdefault(term, []).append(tf)
+
+    def scores(self, weights: Mapping[str, float], n: int | None = None) -> list[float]:
+        """BM25 score of each of the first `n` documents (default: all) for weighted terms."""
+        import numpy as np
+
+        n = len(self.lens) if n is None else n
+        if n == 0 or not weights or not any(self.lens[:n]):
+            return [0.0] * n
+        lens = np.array(self.lens[:n])
+        avg = lens.mean()
+        cols, vals = [], []
+        # Terms in sorted order so float sums come out the same whatever the vocabulary order.
+        for term in sorted(weights):
+            docs = self._docs.get(term)
+            df = bisect.bisect_left(docs, n) if docs and term else 0
+            if df == 0 or docs is None:
+                continue
+            idf = np.float32(math.log(1 + (n - df + 0.5) / (df + 0.5)))
+            at = np.array(docs[:df])
+            tf = np.array(self._tfs[term][:df], dtype=np.float64)
+            part = tf / (_K1 * ((1 - _B) + _B * lens[at] / avg) + tf)
+            score = (np.float64(idf) * part).astype(np.float32)  # bm25s stores float32
+            cols.append(at)
+            vals.append(score.astype(np.float64) * weights[term])
+        if not cols:
+            return [0.0] * n
+        totals = np.bincount(np.concatenate(cols), np.concatenate(vals), minlength=n)
+        return [float(x) for x in totals]
 
 
 def _query_weights(query: Sequence[str] | Mapping[str, float]) -> dict[str, float]:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ctxlab import datasets
-from ctxlab.compare import compare
+from ctxlab.harness import compare
 from ctxlab.llm_summarizer import LLMSummarizer
 from ctxlab.messages import Conversation
 from ctxlab.providers import Cassette, Provider, get_provider

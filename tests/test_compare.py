@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 
 from ctxlab import Budget, Conversation, Message, datasets
-from ctxlab.compare import Report, acompare, compare
 from ctxlab.errors import UsageError
+from ctxlab.harness import Report, acompare, compare
 from ctxlab.metrics import Cell, ProbeMetric, Values
 from ctxlab.report import COLUMNS
 from ctxlab.strategies import get_strategy
@@ -224,10 +224,12 @@ def test_custom_strategy_objects_run(tau: list[Conversation]) -> None:
     assert (report.df["messages_sent"] <= 5).all()
 
 
-def test_ctxlab_compare_is_callable_whatever_was_imported_first(tau: list[Conversation]) -> None:
+def test_ctxlab_compare_stays_the_function_after_submodules_are_imported(
+    tau: list[Conversation],
+) -> None:
     import ctxlab
-    import ctxlab.compare as module
+    import ctxlab.harness
 
-    for entry in (ctxlab.compare, module):
-        report = entry(tau[0], "token_window", 8000, probes="end", metrics=[], progress=False)
-        assert isinstance(report, Report) and len(report.df) == 1
+    assert ctxlab.compare is compare
+    report = ctxlab.compare(tau[0], "token_window", 8000, probes="end", metrics=[], progress=False)
+    assert isinstance(report, Report) and len(report.df) == 1

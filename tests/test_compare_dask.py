@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from ctxlab import datasets
-from ctxlab.compare import compare
+from ctxlab.harness import compare
 
 distributed = pytest.importorskip("distributed", reason="needs the 'dask' extra")
 

@@ -11,8 +11,8 @@ import llm_scenarios
 import pytest
 
 from ctxlab import datasets
-from ctxlab.compare import compare
 from ctxlab.errors import ProviderHTTPError, ProviderResponseError, UsageError
+from ctxlab.harness import compare
 from ctxlab.llm_summarizer import LLMSummarizer
 from ctxlab.local_llm import LocalLLMServer
 from ctxlab.messages import Conversation, Message

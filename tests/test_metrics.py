@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import pytest
 
 from ctxlab import Budget, Conversation, Message, ToolCall, get_counter
-from ctxlab.compare import compare
+from ctxlab.harness import compare
 from ctxlab.messages import Source
 from ctxlab.metrics import get_metric, names
 from ctxlab.metrics.text import content_words, normalise

@@ -18,8 +18,8 @@ import pandas as pd
 import pytest
 
 from ctxlab import Conversation, Message, datasets, get_counter
-from ctxlab.compare import compare
 from ctxlab.formats.openai_chat import from_openai
+from ctxlab.harness import compare
 from ctxlab.keys import key_strings
 from ctxlab.messages import thaw
 

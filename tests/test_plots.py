@@ -8,8 +8,8 @@ import pytest
 from matplotlib.figure import Figure
 
 from ctxlab import datasets, plots
-from ctxlab.compare import Report, compare
 from ctxlab.errors import UsageError
+from ctxlab.harness import Report, compare
 
 
 @pytest.fixture(scope="module")

@@ -43,7 +43,8 @@ params = {{}}
 def test_a_session_through_the_proxy_to_llama_cpp(
     local_proxy: ProxyProcess, local_llm: LocalLLMServer
 ) -> None:
-    openai = pytest.importorskip("openai")
+    import openai  # the dev extra installs it
+
     model = f"local/{local_llm.model}"
     with openai.OpenAI(
         base_url=local_proxy.url + "/v1",

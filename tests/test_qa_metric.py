@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from ctxlab import datasets
-from ctxlab.compare import acompare, compare
 from ctxlab.errors import UsageError
+from ctxlab.harness import acompare, compare
 from ctxlab.local_llm import LocalLLMServer
 from ctxlab.messages import Conversation, Message
 from ctxlab.metrics.qa import QAAccuracy

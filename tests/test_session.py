@@ -305,8 +305,8 @@ def test_export_is_a_comparable_conversation(stores: StoreFactory) -> None:
 
 
 def test_export_feeds_compare_and_save(tmp_path: Path, locomo_pairs: list[tuple[str, str]]) -> None:
-    from ctxlab.compare import compare
     from ctxlab.formats import load, save
+    from ctxlab.harness import compare
 
     pairs = locomo_pairs[:12]
     provider = ScriptedProvider([reply for _, reply in pairs])

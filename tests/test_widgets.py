@@ -15,8 +15,8 @@ import ipywidgets as w
 
 import ctxlab
 from ctxlab import datasets, widgets
-from ctxlab.compare import compare
 from ctxlab.errors import MissingDependencyError, UsageError
+from ctxlab.harness import compare
 from ctxlab.messages import Conversation
 
 

@@ -101,7 +101,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ctxlab import datasets, strategies
-    from ctxlab.compare import compare
+    from ctxlab.harness import compare
     from ctxlab.tokens import get_counter
 
     if args.jobs < 1:
@@ -177,7 +177,7 @@ def _plots(report: Any, pareto_path: Path) -> list[Path]:
 
 
 def _print_table(report: Any, seed: int) -> None:
-    from ctxlab.compare import Report
+    from ctxlab.harness import Report
 
     assert isinstance(report, Report)
     meta = report.meta

@@ -1,11 +1,17 @@
 """Shared machinery of the window strategies: one `Layout` per conversation, many prefixes.
 
-A `Layout` counts every message once (``counter.count_many``) and precomputes what each prefix
-``messages[:k]`` needs: prefix sums of the tokens, the tool-call units (an assistant message
-with tool calls plus all its results, kept or dropped whole), where a window may start without
-splitting a unit, and the pinned messages. A window strategy then answers a prefix with a
-binary search over the prefix sums and returns a `Selection`, which builds the messages and the
-decisions of the result only when asked.
+A `Layout` groups the messages into tool-call units (an assistant message with tool calls plus
+all its results, kept or dropped whole; `ctxlab.strategies._tool_units`) and precomputes what
+each prefix ``messages[:k]`` needs: where a window may start without splitting a unit, and the
+pinned messages. A window strategy answers a prefix with a `Selection`, which builds the
+messages and the decisions of the result only when asked.
+
+Token counts come in two ways. A replay counts every message once (``counter.count_many``) and
+answers each prefix with a binary search over prefix sums. A single `prune` counts lazily: it
+walks back from the newest message and stops where the budget is exceeded, so trimming a long
+conversation to a small budget tokenizes only the messages it looks at. Both find the same
+window: the run costs grow monotonically as the window start moves back, so the smallest start
+that fits is the same whether it is found by a walk or by a binary search.
 
 A unit is *complete* at prefix k when every call has a result inside the prefix; incomplete
 units (the prefix ends between a call and its results) and tool results whose call is not the
@@ -15,18 +21,19 @@ latest tool-calling assistant message before them can never be sent, so they are
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 from ctxlab.budget import Budget
 from ctxlab.errors import BudgetUnreachableError
 from ctxlab.messages import Conversation, Message
+from ctxlab.strategies._tool_units import NEVER, sendable_ends
 from ctxlab.strategies.base import Action, BaseStrategy, Decision, Pruned
 from ctxlab.tokens import TokenCounter
 
 __all__ = ["NEVER", "Layout", "Selection", "WindowStrategy", "prefix_of"]
 
-NEVER = 1 << 62  # unit end of a message that can never be sent
 REPLY_PRIMING = 3  # the tokens count_messages adds to every request
 
 
@@ -44,67 +51,55 @@ def prefix_of(conv: Conversation, k: int) -> Conversation:
     return out
 
 
-@dataclass(frozen=True, kw_only=True, eq=False)
-class Unit:
-    """A tool-calling assistant message and its results (indices ascending)."""
-
-    start: int
-    end: int
-    members: tuple[int, ...]
-
-
 class Layout:
-    """Token counts, prefix sums and tool-call units of one conversation.
+    """Tool-call units, pins and token counts of one conversation.
 
     Attributes:
         messages: the conversation's messages.
-        counts: tokens of each message.
         system: index of the first system message, or -1.
+        lazy: counts are taken on demand (one prune) rather than all up front (a replay).
     """
 
-    def __init__(self, messages: Sequence[Message], counter: TokenCounter) -> None:
+    def __init__(self, messages: Sequence[Message], counter: TokenCounter, *, lazy: bool = False):
         self.messages = tuple(messages)
         n = len(self.messages)
-        self.counts = counter.count_many(self.messages)
+        grouping = sendable_ends(self.messages)
+        self.unit_end = grouping.end
+        self.orphans = grouping.orphans
+        self.units = grouping.units
         self.system = next((i for i, m in enumerate(self.messages) if m.role == "system"), -1)
-        self.unit_end = list(range(n))
-        self.orphans: set[int] = set()
-        self.units = self._find_units()
-        self.keep_cum = [0] * (n + 1)  # tokens of messages that are ever sendable
         self.bad_cum = [0] * (n + 1)  # number of messages never sendable
-        for i, c in enumerate(self.counts):
-            bad = self.unit_end[i] == NEVER
-            self.keep_cum[i + 1] = self.keep_cum[i] + (0 if bad else c)
-            self.bad_cum[i + 1] = self.bad_cum[i] + bad
-        self.users = [i for i, m in enumerate(self.messages) if _is_user_turn(m)]
+        for i, e in enumerate(self.unit_end):
+            self.bad_cum[i + 1] = self.bad_cum[i] + (e == NEVER)
         self._starts = [u.start for u in self.units]
         self._span = max((u.end - u.start for u in self.units), default=0)
         self._straddle = self._straddle_ends(n)
+        self.lazy = lazy
+        self._counter = counter
+        self._counts: list[int | None] = [None] * n
+        self.keep_cum: list[int] = []  # tokens of messages that are ever sendable, eager only
+        if not lazy:
+            self._count_all()
 
-    def _find_units(self) -> list[Unit]:
-        units: list[Unit] = []
-        owner = -1  # latest tool-calling assistant message
-        results: dict[int, list[int]] = {}
-        for i, m in enumerate(self.messages):
-            if m.role == "assistant" and m.tool_calls:
-                owner = i
-                results[i] = []
-            elif m.role == "tool":
-                calls = self.messages[owner].tool_calls if owner >= 0 else ()
-                if any(c.id == m.tool_call_id for c in calls):
-                    results[owner].append(i)
-                else:
-                    self.unit_end[i] = NEVER  # a result without its call
-                    self.orphans.add(i)
-        for a, found in results.items():
-            answered = {self.messages[j].tool_call_id for j in found}
-            complete = all(c.id in answered for c in self.messages[a].tool_calls)
-            end = found[-1] if complete else NEVER
-            for j in (a, *found):
-                self.unit_end[j] = end
-            if complete:
-                units.append(Unit(start=a, end=end, members=(a, *found)))
-        return units
+    @cached_property
+    def users(self) -> list[int]:
+        """Indices of the user turns (user messages that are not tool output), ascending."""
+        return [i for i, m in enumerate(self.messages) if _is_user_turn(m)]
+
+    def _count_all(self) -> None:
+        counts = self._counter.count_many(self.messages)
+        self._counts[:] = counts
+        self.keep_cum = [0] * (len(counts) + 1)
+        for i, c in enumerate(counts):
+            bad = self.unit_end[i] == NEVER
+            self.keep_cum[i + 1] = self.keep_cum[i] + (0 if bad else c)
+
+    def count(self, i: int) -> int:
+        """Tokens of message i (counted on first use when lazy)."""
+        c = self._counts[i]
+        if c is None:
+            c = self._counts[i] = self._counter.count(self.messages[i])
+        return c
 
     def _straddle_ends(self, n: int) -> list[int]:
         """For each cut s, the smallest end of a unit with start < s <= end (NEVER if none)."""
@@ -121,6 +116,8 @@ class Layout:
 
     def newest_user(self, k: int) -> int:
         """Index of the newest user message (not tool output) in ``messages[:k]``, or -1."""
+        if self.lazy and "users" not in self.__dict__:
+            return next((i for i in range(k - 1, -1, -1) if _is_user_turn(self.messages[i])), -1)
         pos = bisect.bisect_left(self.users, k)
         return self.users[pos - 1] if pos else -1
 
@@ -137,7 +134,7 @@ class Layout:
             BudgetUnreachableError: the pinned messages alone exceed the budget.
         """
         pins = self.pins(k)
-        need = sum(self.counts[i] for i in pins) + REPLY_PRIMING
+        need = sum(self.count(i) for i in pins) + REPLY_PRIMING
         if need > budget.available:
             raise BudgetUnreachableError(need, budget.available, "first system + newest user")
         return pins, budget.available - need
@@ -156,19 +153,42 @@ class Layout:
         """True when starting (or ending) a run at s splits no unit that is complete at k."""
         return self._straddle[s] >= k
 
+    def _weight(self, j: int, skip: Collection[int]) -> int:
+        """What message j adds to a run: its tokens, or 0 when never sendable or skipped."""
+        return 0 if self.unit_end[j] == NEVER or j in skip else self.count(j)
+
     def cost(self, a: int, b: int, skip: Sequence[int]) -> int:
         """Tokens of the sendable messages in [a, b), minus those at the indices in `skip`.
 
         `skip` lists pinned and open indices; they are never counted twice.
         """
+        if self.lazy:
+            return self._sum_lazy(a, b, skip)
         total = self.keep_cum[b] - self.keep_cum[a]
         for j in skip:
             if a <= j < b and self.unit_end[j] != NEVER:
-                total -= self.counts[j]
+                total -= self.count(j)
+        return total
+
+    def _sum_lazy(self, a: int, b: int, skip: Collection[int]) -> int:
+        counts, ends, total = self._counts, self.unit_end, 0
+        for j in range(a, b):
+            if ends[j] != NEVER and j not in skip:
+                c = counts[j]
+                total += c if c is not None else self.count(j)
         return total
 
     def fit_suffix(self, k: int, room: int, lo: int, skip: Sequence[int]) -> int:
         """Smallest valid start s >= lo whose run [s, k) costs at most `room` tokens."""
+        if self.lazy:
+            left = self._walk_back(k, room, lo, skip)
+        else:
+            left = self._search_back(k, room, lo, skip)
+        while left < k and not self.valid_cut(left, k):
+            left += 1
+        return left
+
+    def _search_back(self, k: int, room: int, lo: int, skip: Sequence[int]) -> int:
         left, right = lo, k  # cost(k, k) == 0 <= room
         while left < right:
             mid = (left + right) // 2
@@ -176,19 +196,35 @@ class Layout:
                 right = mid
             else:
                 left = mid + 1
-        while left < k and not self.valid_cut(left, k):
-            left += 1
         return left
+
+    def _walk_back(self, k: int, room: int, lo: int, skip: Sequence[int]) -> int:
+        # Stops at the first message that does not fit: nothing older is ever counted.
+        s, used, skipped = k, 0, frozenset(skip)
+        while s > lo:
+            used += self._weight(s - 1, skipped)
+            if used > room:
+                break
+            s -= 1
+        return s
 
     def fit_prefix(self, a: int, b: int, k: int, room: int, skip: Sequence[int]) -> int:
         """Largest valid end e <= b whose run [a, e) costs at most `room` tokens."""
-        left, right = a, b
-        while left < right:
-            mid = (left + right + 1) // 2
-            if self.cost(a, mid, skip) <= room:
-                left = mid
-            else:
-                right = mid - 1
+        if self.lazy:
+            left, used, skipped = a, 0, frozenset(skip)
+            while left < b:
+                used += self._weight(left, skipped)
+                if used > room:
+                    break
+                left += 1
+        else:
+            left, right = a, b
+            while left < right:
+                mid = (left + right + 1) // 2
+                if self.cost(a, mid, skip) <= room:
+                    left = mid
+                else:
+                    right = mid - 1
         while left > a and not self.valid_cut(left, k):
             left -= 1
         return left
@@ -249,7 +285,7 @@ class Selection:
         """Tokens of `messages()`, from the cached counts (reply priming included)."""
         lay = self.layout
         skip = (*self.pins, *self.open)
-        total = sum(lay.counts[p] for p in self.pins) + REPLY_PRIMING
+        total = sum(lay.count(p) for p in self.pins) + REPLY_PRIMING
         return total + sum(lay.cost(a, b, skip) for a, b, _ in self.ranges)
 
     def decisions(self) -> list[Decision]:
@@ -298,15 +334,16 @@ def _unsendable(i: int, m: Message, orphan: bool) -> Decision:
 class WindowStrategy(BaseStrategy):
     """Base of the strategies that answer every prefix from one `Layout`.
 
-    Subclasses implement `_select`; `prune` builds a layout of the conversation, `replay` builds
-    one for the whole conversation and selects each probe from it, so both agree.
+    Subclasses implement `_select`; `prune` builds a lazy layout of the conversation (counting
+    only the messages the selection looks at), `replay` builds one for the whole conversation
+    with every message counted once and selects each probe from it; both select the same way.
     """
 
     def _select(self, layout: Layout, k: int, budget: Budget) -> Selection:
         raise NotImplementedError
 
     def _prune(self, conversation: Conversation, budget: Budget, counter: TokenCounter) -> Pruned:
-        layout = Layout(conversation.messages, counter)
+        layout = Layout(conversation.messages, counter, lazy=True)
         selection = self._select(layout, len(layout), budget)
         return selection.pruned(conversation, budget, self.label)
 

@@ -19,7 +19,6 @@ import asyncio
 import concurrent.futures
 import os
 import sys
-import types
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -315,18 +314,3 @@ def _metric_tables(metrics: Sequence[Metric]) -> dict[str, Any]:
         if callable(drain):
             tables.update(drain())
     return tables
-
-
-class _CallableModule(types.ModuleType):
-    """This module, callable as `compare`.
-
-    ``ctxlab.compare`` is public as the function, but importing this module (``import
-    ctxlab.compare``, ``from ctxlab.compare import Report``) binds the package attribute
-    ``ctxlab.compare`` to the module; calling it must still run the comparison.
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Report:
-        return compare(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
