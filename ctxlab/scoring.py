@@ -38,6 +38,7 @@ __all__ = [
     "Weighted",
     "bm25_scores",
     "default_scorer",
+    "prefix_scores",
     "terms",
 ]
 
@@ -108,7 +109,7 @@ class Postings:
         """Append a document (its terms)."""
         i = len(self.lens)
         self.lens.append(len(document))
-        for term, tf in Counter(document).items():
+        for term, tf in _term_counts(tuple(document)):
             self._docs.setdefault(term, []).append(i)
             self._tfs.setdefault(term, []).append(tf)
 
@@ -119,26 +120,35 @@ class Postings:
         n = len(self.lens) if n is None else n
         if n == 0 or not weights or not any(self.lens[:n]):
             return [0.0] * n
-        lens = np.array(self.lens[:n])
-        avg = lens.mean()
-        cols, vals = [], []
-        # Terms in sorted order so float sums come out the same whatever the vocabulary order.
+        at: list[int] = []
+        tfs: list[int] = []
+        dfs, idfs, ws = [], [], []
+        # Terms in sorted order: each document's sum then adds up in the same order as bm25s's.
         for term in sorted(weights):
-            docs = self._docs.get(term)
-            df = bisect.bisect_left(docs, n) if docs and term else 0
-            if df == 0 or docs is None:
-                continue
-            idf = np.float32(math.log(1 + (n - df + 0.5) / (df + 0.5)))
-            at = np.array(docs[:df])
-            tf = np.array(self._tfs[term][:df], dtype=np.float64)
-            part = tf / (_K1 * ((1 - _B) + _B * lens[at] / avg) + tf)
-            score = (np.float64(idf) * part).astype(np.float32)  # bm25s stores float32
-            cols.append(at)
-            vals.append(score.astype(np.float64) * weights[term])
-        if not cols:
+            docs = self._docs.get(term) if term else None
+            df = bisect.bisect_left(docs, n) if docs is not None else 0
+            if docs is not None and df:
+                at += docs[:df]
+                tfs += self._tfs[term][:df]
+                dfs.append(df)
+                idfs.append(math.log(1 + (n - df + 0.5) / (df + 0.5)))
+                ws.append(weights[term])
+        if not at:
             return [0.0] * n
-        totals = np.bincount(np.concatenate(cols), np.concatenate(vals), minlength=n)
+        lens = np.array(self.lens[:n])
+        docs_at = np.array(at)
+        tf = np.array(tfs, dtype=np.float64)
+        idf = np.repeat(np.array(idfs, dtype=np.float32).astype(np.float64), dfs)
+        part = tf / (_K1 * ((1 - _B) + _B * lens[docs_at] / lens.mean()) + tf)
+        score = (idf * part).astype(np.float32)  # bm25s stores its scores as float32
+        weighted = score.astype(np.float64) * np.repeat(np.array(ws, dtype=np.float64), dfs)
+        totals = np.bincount(docs_at, weighted, minlength=n)
         return [float(x) for x in totals]
+
+
+@lru_cache(maxsize=65536)
+def _term_counts(document: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
+    return tuple(Counter(document).items())
 
 
 def _query_weights(query: Sequence[str] | Mapping[str, float]) -> dict[str, float]:
@@ -150,11 +160,29 @@ def _query_weights(query: Sequence[str] | Mapping[str, float]) -> dict[str, floa
     return out
 
 
-def _newest_user(messages: Sequence[Message]) -> int | None:
-    for i in range(len(messages) - 1, -1, -1):
-        if messages[i].role == "user" and not messages[i].is_tool_output:
-            return i
-    return None
+#: ``scores(n)``: the scores of the first n messages, as if scoring ``messages[:n]`` alone.
+PrefixScores = Callable[[int], list[float]]
+
+
+def prefix_scores(
+    scorer: Scorer, conversation: Conversation, counter: TokenCounter
+) -> PrefixScores:
+    """Scores of every prefix of a conversation, sharing work between prefixes where it can.
+
+    ``prefix_scores(scorer, conv, counter)(k) == scorer.score(conv.prefix(k), counter)``: a
+    scorer with a ``prefix_scores`` method of its own (all those here) precomputes what does
+    not depend on the prefix (per-message scores, BM25 term statistics); any other scorer is
+    called on each prefix.
+    """
+    own = getattr(scorer, "prefix_scores", None)
+    if own is not None:
+        result: PrefixScores = own(conversation, counter)
+        return result
+    return lambda n: scorer.score(conversation.prefix(n), counter)
+
+
+def _sliced(scores: list[float]) -> PrefixScores:
+    return lambda n: scores[:n]
 
 
 def _normalise(values: Sequence[float]) -> list[float]:
@@ -178,7 +206,13 @@ class Recency:
 
     def score(self, conversation: Conversation, counter: TokenCounter) -> list[float]:
         """One score per message, 1.0 for the newest."""
-        n = len(conversation.messages)
+        return self._of(len(conversation.messages))
+
+    def prefix_scores(self, conversation: Conversation, counter: TokenCounter) -> PrefixScores:
+        """Scores of each prefix (see `prefix_scores`)."""
+        return self._of
+
+    def _of(self, n: int) -> list[float]:
         return [0.5 ** ((n - 1 - i) / self.half_life) for i in range(n)]
 
 
@@ -204,6 +238,10 @@ class RoleWeights:
             for m in conversation.messages
         ]
 
+    def prefix_scores(self, conversation: Conversation, counter: TokenCounter) -> PrefixScores:
+        """Scores of each prefix (see `prefix_scores`): one message's score never changes."""
+        return _sliced(self.score(conversation, counter))
+
 
 @dataclass(frozen=True, kw_only=True)
 class Relevance:
@@ -218,19 +256,32 @@ class Relevance:
 
     def score(self, conversation: Conversation, counter: TokenCounter) -> list[float]:
         """One score per message in [0, 1]."""
+        return self.prefix_scores(conversation, counter)(len(conversation.messages))
+
+    def prefix_scores(self, conversation: Conversation, counter: TokenCounter) -> PrefixScores:
+        """Scores of each prefix (see `prefix_scores`), from one set of term statistics."""
         messages = conversation.messages
-        anchor = None if self.query is not None else _newest_user(messages)
-        if self.query is not None:
-            query = self.query
-        else:
-            query = messages[anchor].text if anchor is not None else ""
-        raw = bm25_scores([terms(m.text) for m in messages], terms(query))
-        if anchor is not None:
-            raw[anchor] = 0.0
-        scores = _normalise(raw)
-        if anchor is not None:
-            scores[anchor] = 1.0
-        return scores
+        postings = Postings()
+        for m in messages:
+            postings.add(terms(m.text))
+        users = [i for i, m in enumerate(messages) if m.role == "user" and not m.is_tool_output]
+
+        def of(n: int) -> list[float]:
+            pos = bisect.bisect_left(users, n)
+            anchor = users[pos - 1] if self.query is None and pos else None
+            if self.query is not None:
+                query = self.query
+            else:
+                query = messages[anchor].text if anchor is not None else ""
+            raw = postings.scores(_query_weights(terms(query)), n)
+            if anchor is not None:
+                raw[anchor] = 0.0
+            scores = _normalise(raw)
+            if anchor is not None:
+                scores[anchor] = 1.0
+            return scores
+
+        return of
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -250,6 +301,10 @@ class KeyDensity:
             min(1.0, 100.0 * len(key_strings(m.text)) / max(c, 1) / self.saturation)
             for m, c in zip(conversation.messages, counts, strict=True)
         ]
+
+    def prefix_scores(self, conversation: Conversation, counter: TokenCounter) -> PrefixScores:
+        """Scores of each prefix (see `prefix_scores`): one message's score never changes."""
+        return _sliced(self.score(conversation, counter))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -277,6 +332,10 @@ class Pins:
         """``inf`` or 0.0 per message."""
         return [math.inf if self.pinned(m) else 0.0 for m in conversation.messages]
 
+    def prefix_scores(self, conversation: Conversation, counter: TokenCounter) -> PrefixScores:
+        """Scores of each prefix (see `prefix_scores`): one message's score never changes."""
+        return _sliced(self.score(conversation, counter))
+
 
 @dataclass(frozen=True, kw_only=True)
 class Weighted:
@@ -296,14 +355,25 @@ class Weighted:
 
     def score(self, conversation: Conversation, counter: TokenCounter) -> list[float]:
         """One combined score per message."""
+        return self.prefix_scores(conversation, counter)(len(conversation.messages))
+
+    def prefix_scores(self, conversation: Conversation, counter: TokenCounter) -> PrefixScores:
+        """Scores of each prefix (see `prefix_scores`), from those of every part."""
         total = sum(w for _, w in self.parts)
-        out = [0.0] * len(conversation.messages)
-        for scorer, weight in self.parts:
-            if weight == 0:
-                continue
-            for i, s in enumerate(scorer.score(conversation, counter)):
-                out[i] += weight * s
-        return [v / total for v in out]
+        parts = [
+            (prefix_scores(scorer, conversation, counter), weight)
+            for scorer, weight in self.parts
+            if weight != 0
+        ]
+
+        def of(n: int) -> list[float]:
+            out = [0.0] * n
+            for scores, weight in parts:
+                for i, s in enumerate(scores(n)):
+                    out[i] += weight * s
+            return [v / total for v in out]
+
+        return of
 
 
 def default_scorer() -> Weighted:

@@ -160,17 +160,15 @@ class ExtractiveSummarizer:
         for words the other sentences share (the topic).
         """
         speakers = frozenset(w for x in lines if x.label for w in terms(x.label))
-        docs = [_content_terms(x.text, speakers) for x in lines]
+        facts = [_line_facts(x.text, speakers) for x in lines]
         df: dict[str, int] = {}
-        for d in docs:
+        for d, _, _ in facts:
             for t in set(d):
                 df[t] = df.get(t, 0) + 1
-        bm25 = bm25_scores(docs, {t: 1.0 + math.log(n) for t, n in df.items()})
+        bm25 = bm25_scores([d for d, _, _ in facts], {t: 1.0 + math.log(n) for t, n in df.items()})
         top = max(bm25, default=0.0) or 1.0
         out = []
-        for x, d, b in zip(lines, docs, bm25, strict=True):
-            keys = len(key_strings(x.text))
-            names = sum(1 for w in _PROPER.findall(x.text) if not _is_speaker(w, speakers))
+        for x, (d, keys, names), b in zip(lines, facts, bm25, strict=True):
             if keys == 0 and len(set(d)) < _MIN_WORDS:
                 out.append(0.0)  # small talk ("Thanks, Mel!") is never worth a line
                 continue
@@ -292,6 +290,13 @@ def _clip(sentence: str, max_tokens: int, count: _Count) -> str:
     while keep > 1 and count.text(" ".join(words[:keep]) + " …") > max_tokens:
         keep = keep * 3 // 4
     return " ".join(words[:keep]) + " …"
+
+
+@lru_cache(maxsize=65536)
+def _line_facts(text: str, speakers: frozenset[str]) -> tuple[tuple[str, ...], int, int]:
+    """A line's content terms, number of key strings and of names (cached: lines recur)."""
+    names = sum(1 for w in _PROPER.findall(text) if not _is_speaker(w, speakers))
+    return _content_terms(text, speakers), len(key_strings(text)), names
 
 
 @lru_cache(maxsize=65536)

@@ -7,9 +7,11 @@ Record the cassette again against the local llama.cpp server (needs the ``local`
 
     python tests/llm_scenarios.py record
 
-It writes ``tests/data/cassettes/locomo_summarize_smollm2.jsonl`` (the HTTP exchanges) and
+It writes ``data/cassettes/locomo_summarize_smollm2.jsonl`` (the HTTP exchanges) and
 ``locomo_summarize_smollm2.expected.json`` (each probe's summary and summarizer usage), which
-`tests/test_llm_summarizer.py` replays offline, with no server.
+`tests/test_llm_summarizer.py` and ``notebooks/05_summarization_with_an_llm.ipynb`` replay
+offline, with no server. The cassette lives beside the bundled data, not under ``tests/``,
+because the notebooks read it too.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from ctxlab.providers import Cassette, Provider, get_provider
 from ctxlab.report import Report
 from ctxlab.strategies.summarize import Summarize
 
-CASSETTES = Path(__file__).resolve().parent / "data" / "cassettes"
+CASSETTES = Path(__file__).resolve().parent.parent / "data" / "cassettes"
 CASSETTE = CASSETTES / "locomo_summarize_smollm2.jsonl"
 EXPECTED = CASSETTES / "locomo_summarize_smollm2.expected.json"
 #: The base URL used when replaying: nothing listens there, the cassette answers.

@@ -2,26 +2,86 @@
 
 ``get_strategy("token_window")`` gives a working offline default; parameters are keywords:
 ``get_strategy("sliding_window", max_messages=20)``. ``names()`` lists what is registered.
-Each strategy lives in its own module; the registry imports it on first use.
+Each strategy lives in its own module; the registry imports it on first use, and so does
+attribute access (``strategies.TokenWindow``, ``strategies.from_function``...).
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ctxlab.errors import UsageError
 from ctxlab.strategies.base import BaseStrategy, Decision, Pruned, Strategy
 
+if TYPE_CHECKING:
+    from ctxlab.llm_summarizer import LLMSummarizer
+    from ctxlab.strategies.function import FunctionStrategy, from_function
+    from ctxlab.strategies.head_tail import HeadTail
+    from ctxlab.strategies.importance import Importance
+    from ctxlab.strategies.keep_all import KeepAll
+    from ctxlab.strategies.mask_tool_outputs import MaskToolOutputs
+    from ctxlab.strategies.pipeline import Pipeline
+    from ctxlab.strategies.sliding_window import SlidingWindow
+    from ctxlab.strategies.summarize import Summarize, SummaryWindow
+    from ctxlab.strategies.token_window import TokenWindow
+    from ctxlab.strategies.truncate_long import TruncateLong
+    from ctxlab.summarizers import ExtractiveSummarizer, Summarizer, SummaryResult
+
 __all__ = [
     "BaseStrategy",
     "Decision",
+    "ExtractiveSummarizer",
+    "FunctionStrategy",
+    "HeadTail",
+    "Importance",
+    "KeepAll",
+    "LLMSummarizer",
+    "MaskToolOutputs",
+    "Pipeline",
     "Pruned",
+    "SlidingWindow",
     "Strategy",
+    "Summarize",
+    "Summarizer",
+    "SummaryResult",
+    "SummaryWindow",
+    "TokenWindow",
+    "TruncateLong",
+    "from_function",
     "get_strategy",
     "names",
     "register",
 ]
+
+# Public names that live in their own modules, imported on first access.
+_LAZY: dict[str, str] = {
+    "ExtractiveSummarizer": "ctxlab.summarizers",
+    "FunctionStrategy": "ctxlab.strategies.function",
+    "HeadTail": "ctxlab.strategies.head_tail",
+    "Importance": "ctxlab.strategies.importance",
+    "KeepAll": "ctxlab.strategies.keep_all",
+    "LLMSummarizer": "ctxlab.llm_summarizer",
+    "MaskToolOutputs": "ctxlab.strategies.mask_tool_outputs",
+    "Pipeline": "ctxlab.strategies.pipeline",
+    "SlidingWindow": "ctxlab.strategies.sliding_window",
+    "Summarize": "ctxlab.strategies.summarize",
+    "Summarizer": "ctxlab.summarizers",
+    "SummaryResult": "ctxlab.summarizers",
+    "SummaryWindow": "ctxlab.strategies.summarize",
+    "TokenWindow": "ctxlab.strategies.token_window",
+    "TruncateLong": "ctxlab.strategies.truncate_long",
+    "from_function": "ctxlab.strategies.function",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ctxlab.strategies' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 # name -> "module:attribute"; kept explicit so `names()` needs no imports.
 _REGISTRY: dict[str, str] = {

@@ -42,10 +42,9 @@ class Unit:
         cost: tokens of the members (what sending the unit costs).
         state: ``open`` (results pending), ``ok`` (sendable) or ``bad`` (never sendable).
         pending: call ids still without a result.
-        folded: fold number when the unit was summarized, 0 if never (used by `summarize`).
     """
 
-    __slots__ = ("cost", "folded", "members", "pending", "state")
+    __slots__ = ("cost", "members", "pending", "state")
 
     def __init__(
         self,
@@ -53,13 +52,11 @@ class Unit:
         cost: int,
         state: UnitState = "ok",
         pending: AbstractSet[str] = frozenset(),
-        folded: int = 0,
     ) -> None:
         self.members = members
         self.cost = cost
         self.state: UnitState = state
         self.pending = pending
-        self.folded = folded
 
     @property
     def start(self) -> int:
@@ -73,7 +70,7 @@ class Unit:
 
     def clone(self) -> Unit:
         """An independent copy (for forking a running state)."""
-        return Unit(list(self.members), self.cost, self.state, self.pending, self.folded)
+        return Unit(list(self.members), self.cost, self.state, self.pending)
 
     def __repr__(self) -> str:
         return f"Unit(members={self.members}, cost={self.cost}, state={self.state!r})"
@@ -144,13 +141,12 @@ class UnitTracker:
         owner = self.owner
         return tuple(owner.members) if owner is not None and owner.state == "open" else ()
 
-    def fork(self, clones: dict[int, Unit]) -> UnitTracker:
-        """A copy that shares no mutable state, given clones of live units by ``id(unit)``."""
+    def fork(self) -> UnitTracker:
+        """A copy that shares no mutable state (closed units never change, so they are shared)."""
         out = UnitTracker()
         owner = self.owner
-        if owner is not None:
-            out.owner = clones.get(id(owner)) or owner.clone()
-        out.last = self.last if self.last is not owner else out.owner
+        out.owner = owner.clone() if owner is not None and owner.state == "open" else owner
+        out.last = out.owner if self.last is owner else self.last
         out.bad_reason = dict(self.bad_reason)
         return out
 

@@ -10,15 +10,16 @@ sent in conversation order.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 from ctxlab.budget import Budget
 from ctxlab.errors import BudgetUnreachableError
 from ctxlab.messages import Conversation, Message
-from ctxlab.scoring import Pins, Scorer, default_scorer
+from ctxlab.scoring import Pins, PrefixScores, Scorer, default_scorer, prefix_scores
 from ctxlab.strategies._tool_units import Unit, units_of
+from ctxlab.strategies._window import prefix_of
 from ctxlab.strategies.base import Action, BaseStrategy, Decision, Pruned
 from ctxlab.tokens import TokenCounter
 
@@ -54,6 +55,24 @@ class Importance(BaseStrategy):
     pin: Callable[[Message], bool] | None = None
 
     def _prune(self, conversation: Conversation, budget: Budget, counter: TokenCounter) -> Pruned:
+        scores = self._prefix_scores(conversation, counter)(len(conversation.messages))
+        return self._choose(conversation, budget, counter, scores)
+
+    def _replay(
+        self,
+        conversation: Conversation,
+        probes: Sequence[int],
+        budget: Budget,
+        counter: TokenCounter,
+    ) -> Iterator[Pruned]:
+        # Scores of every prefix from one set of statistics (no BM25 index per prefix).
+        scores = self._prefix_scores(conversation, counter)
+        for k in probes:
+            yield self._choose(prefix_of(conversation, k), budget, counter, scores(k))
+
+    def _choose(
+        self, conversation: Conversation, budget: Budget, counter: TokenCounter, scores: list[float]
+    ) -> Pruned:
         msgs = conversation.messages
         counts = counter.count_many(msgs)
         units, tracker = units_of(msgs, counts)
@@ -66,7 +85,6 @@ class Importance(BaseStrategy):
         required = _REPLY_PRIMING + sum(counts[i] for i in forced)
         if required > budget.available:
             raise BudgetUnreachableError(required, budget.available, "first system + newest user")
-        scores = self._scores(conversation, counter)
         unit_score = {id(u): max(scores[i] for i in u.members) for u in units}
         chosen, used = self._select(units, unit_score, forced, budget.available - required)
         kept = sorted(i for u in chosen for i in u.members)
@@ -81,14 +99,12 @@ class Importance(BaseStrategy):
             decide=lambda: _decisions(msgs, units, chosen, unit_score, forced, reasons),
         )
 
-    def _scores(self, conversation: Conversation, counter: TokenCounter) -> list[float]:
-        scores = self.scorer.score(conversation, counter)
-        if self.pin_ids or self.pin is not None:
-            pins = Pins(ids=frozenset(self.pin_ids), predicate=self.pin)
-            scores = [
-                max(s, p) for s, p in zip(scores, pins.score(conversation, counter), strict=True)
-            ]
-        return scores
+    def _prefix_scores(self, conversation: Conversation, counter: TokenCounter) -> PrefixScores:
+        scores = prefix_scores(self.scorer, conversation, counter)
+        if not self.pin_ids and self.pin is None:
+            return scores
+        pins = Pins(ids=frozenset(self.pin_ids), predicate=self.pin).score(conversation, counter)
+        return lambda n: [max(s, p) for s, p in zip(scores(n), pins[:n], strict=True)]
 
     def _select(
         self, units: list[Unit], unit_score: dict[int, float], forced: list[int], room: int

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
@@ -9,12 +10,16 @@ from typing import Any, ClassVar
 from ctxlab.budget import Budget
 from ctxlab.errors import UsageError
 from ctxlab.invariants import check
-from ctxlab.messages import Conversation
+from ctxlab.messages import Conversation, Message
 from ctxlab.strategies._compose import chain
 from ctxlab.strategies.base import BaseStrategy, Pruned
+from ctxlab.strategies.summarize import Summarize
 from ctxlab.tokens import TokenCounter
 
 __all__ = ["Pipeline", "default_steps", "pipeline"]
+
+#: Results of the first step read ahead in a replay, to see which messages stay unchanged.
+LOOKAHEAD = 16
 
 
 def default_steps() -> tuple[BaseStrategy, ...]:
@@ -70,16 +75,30 @@ class Pipeline(BaseStrategy):
         budget: Budget,
         counter: TokenCounter,
     ) -> Iterator[Pruned]:
-        for first in self.steps[0]._replay(conversation, probes, budget, counter):
-            yield self._finish(first.conversation, first, budget, counter)
+        firsts = self.steps[0]._replay(conversation, probes, budget, counter)
+        second = self.steps[1] if len(self.steps) > 1 else None
+        if not isinstance(second, Summarize):
+            for first in firsts:
+                yield self._finish(first.conversation, first, budget, counter)
+            return
+        resumer = second.resumer(budget, counter)
+        for first, stable in _with_stable(firsts):
+            conv = first.conversation
+            later = resumer.prune(conv.with_messages(first.messages), stable)
+            yield self._finish(conv, chain(conv, first, later, self.label), budget, counter, 2)
 
     def _finish(
-        self, conversation: Conversation, result: Pruned, budget: Budget, counter: TokenCounter
+        self,
+        conversation: Conversation,
+        result: Pruned,
+        budget: Budget,
+        counter: TokenCounter,
+        start: int = 1,
     ) -> Pruned:
         label = self.label
         if len(self.steps) == 1:
             return replace(result, strategy=label)
-        for step in self.steps[1:]:
+        for step in self.steps[start:]:
             later = step._prune(conversation.with_messages(result.messages), budget, counter)
             result = chain(conversation, result, later, label)
         return result
@@ -88,6 +107,44 @@ class Pipeline(BaseStrategy):
         self, original: Conversation, pruned: Pruned, budget: Budget, counter: TokenCounter
     ) -> None:
         check(original, pruned, budget, counter, enforce_budget=self.enforces_budget)
+
+
+def _with_stable(results: Iterator[Pruned]) -> Iterator[tuple[Pruned, int]]:
+    """Each result with how many of its leading messages the next few results share.
+
+    Reads up to `LOOKAHEAD` results ahead; an error raised by the underlying replay is raised
+    again in its place in the sequence, after the results before it.
+    """
+    ahead: deque[Pruned] = deque()
+    error: BaseException | None = None
+    while True:
+        while error is None and len(ahead) <= LOOKAHEAD:
+            try:
+                ahead.append(next(results))
+            except StopIteration:
+                break
+            except Exception as exc:  # re-raised below, where the replay raised it
+                error = exc
+        if not ahead:
+            if error is not None:
+                raise error
+            return
+        current = ahead.popleft()
+        msgs = current.messages
+        stable = min((_common(msgs, later.messages) for later in ahead), default=len(msgs))
+        yield current, stable
+
+
+def _common(a: Sequence[Message], b: Sequence[Message]) -> int:
+    """Length of the longest common prefix of two message sequences (binary search)."""
+    lo, hi = 0, min(len(a), len(b))
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def _resolve(step: Any) -> BaseStrategy:

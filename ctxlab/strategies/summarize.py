@@ -20,6 +20,7 @@ instructions' authority. ``role="system"`` is available for models that prefer i
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -29,12 +30,13 @@ from ctxlab.budget import Budget
 from ctxlab.errors import BudgetUnreachableError, UsageError
 from ctxlab.messages import Conversation, Message
 from ctxlab.strategies._tool_units import Unit, UnitTracker
+from ctxlab.strategies._window import prefix_of
 from ctxlab.strategies.base import BaseStrategy, Decision, Pruned
 from ctxlab.summarizers import ExtractiveSummarizer, Summarizer
 from ctxlab.tokens import TokenCounter
 from ctxlab.usage import Usage
 
-__all__ = ["SUMMARY_HEADER", "Summarize", "SummaryWindow"]
+__all__ = ["SUMMARY_HEADER", "Resumer", "Summarize", "SummaryWindow"]
 
 #: First line of every summary message.
 SUMMARY_HEADER = "Summary of the earlier conversation:\n"
@@ -95,6 +97,10 @@ class Summarize(BaseStrategy):
         run.advance(len(conversation.messages))
         return run.result()
 
+    def resumer(self, budget: Budget, counter: TokenCounter) -> Resumer:
+        """A `Resumer`: prunes successive, mostly growing conversations (see `pipeline`)."""
+        return Resumer(self, budget, counter)
+
     def _replay(
         self,
         conversation: Conversation,
@@ -126,14 +132,17 @@ class SummaryWindow(Summarize):
 
 
 class _Run:
-    """The running state of one conversation under a `Summarize` strategy."""
+    """The running state of one conversation under a `Summarize` strategy.
+
+    Closed units are never changed once made, so `fork` copies only the lists and the open
+    unit; the summary message is built when a result needs it, not at every fold.
+    """
 
     def __init__(
         self, strategy: Summarize, conv: Conversation, budget: Budget, counter: TokenCounter
     ) -> None:
         self.s, self.conv, self.budget, self.counter = strategy, conv, budget, counter
         self.msgs = conv.messages
-        self.counts = counter.count_many(self.msgs)
         avail = budget.available
         self.avail = avail
         self.trigger = int(strategy.trigger * avail)
@@ -147,16 +156,31 @@ class _Run:
         self.tracker = UnitTracker()
         self.unfolded: list[Unit] = []  # closed units not folded yet
         self.live = 0  # tokens of the sendable unfolded messages (pins included)
-        self.fold_no = [0] * len(self.msgs)
+        self.fold_no: list[int] = []  # per message seen: the fold that took it, 0 if none
         self.folds = 0
         self.lost = 0  # folds up to this number lost their content (no room for a summary)
         self.covered: list[int] = []  # indices of the messages the summary covers
         self.text: str | None = None
-        self.summary: Message | None = None
         self.summary_cost = 0
         self.versions = 0
+        self._summary: Message | None = None  # built from text on demand
         self.notes: list[str] = []
-        self.usage = Usage()
+        self.usage = Usage()  # calls since the last result
+        self.total_usage = Usage()  # calls since the start
+
+    def fork(self) -> _Run:
+        """An independent copy of this state (what comes next may differ between the two)."""
+        out = copy.copy(self)
+        out.tracker = self.tracker.fork()
+        out.unfolded = list(self.unfolded)
+        out.fold_no = list(self.fold_no)
+        out.covered = list(self.covered)
+        out.notes = list(self.notes)
+        return out
+
+    def rebase(self, conv: Conversation) -> None:
+        """Continue on `conv`, whose first `k` messages are the ones seen so far."""
+        self.conv, self.msgs = conv, conv.messages
 
     # -- stepping ----------------------------------------------------------------------------
 
@@ -170,23 +194,24 @@ class _Run:
     def _take(self) -> None:
         i, m = self.k, self.msgs[self.k]
         self.k += 1
+        self.fold_no.append(0)
         if m.role == "system" and self.system is None:
             self.system = i
         if m.role == "user" and not m.is_tool_output:
             self.user = i
-        for unit in self.tracker.add(i, m, self.counts[i]):
+        for unit in self.tracker.add(i, m, self.counter.count(m)):
             if unit.state == "ok":
                 self.live += unit.cost
             self.unfolded.append(unit)
 
     def _tokens(self) -> int:
-        return _REPLY_PRIMING + self.live + (self.summary_cost if self.summary else 0)
+        return _REPLY_PRIMING + self.live + (self.summary_cost if self.text is not None else 0)
 
     def _fold(self) -> None:
         chosen = self._choose()
         if chosen:
             self._apply(chosen)
-        if self._tokens() > self.avail and self.summary is not None:
+        if self._tokens() > self.avail and self.text is not None:
             self._shrink()
 
     def _choose(self) -> list[Unit]:
@@ -208,10 +233,11 @@ class _Run:
                 chosen.append(unit)
                 live -= unit.cost if unit.state == "ok" else 0
         if estimate() > self.avail:  # keep_last cannot be honoured within the budget
+            taken = {id(u) for u in chosen}
             for unit in cands:
                 if estimate() <= self.avail:
                     break
-                if unit not in chosen:
+                if id(unit) not in taken:
                     chosen.append(unit)
                     live -= unit.cost if unit.state == "ok" else 0
         return sorted(chosen, key=lambda u: u.start)
@@ -220,7 +246,6 @@ class _Run:
         self.folds += 1
         members: list[int] = []
         for unit in chosen:
-            unit.folded = self.folds
             if unit.state == "ok":
                 self.live -= unit.cost
             members.extend(unit.members)
@@ -247,6 +272,7 @@ class _Run:
     def _summarize(self, new: list[Message], max_tokens: int) -> None:
         result = self.s.summarizer.summarize(self.text, new, max_tokens, self.counter)
         self.usage = self.usage + result.usage
+        self.total_usage = self.total_usage + result.usage
         if result.note:
             self.notes.append(result.note)
         if not result.text.strip():
@@ -254,8 +280,18 @@ class _Run:
             return
         self.text = result.text
         self.versions += 1
-        self.summary = self._message(result.text)
-        self.summary_cost = self.counter.count(self.summary)
+        self._summary = None
+        # The count depends on role and content only: no need to build the real message yet.
+        probe = Message(role=self.s.role, content=SUMMARY_HEADER + result.text, id="summary")
+        self.summary_cost = self.counter.count(probe)
+
+    def summary(self) -> Message | None:
+        """The summary message as it stands, or None."""
+        if self.text is None:
+            return None
+        if self._summary is None:
+            self._summary = self._message(self.text)
+        return self._summary
 
     def _message(self, text: str) -> Message:
         covered = tuple(self.msgs[i].id for i in sorted(self.covered))
@@ -272,24 +308,30 @@ class _Run:
     def _lose(self) -> None:
         self.lost = self.folds
         self.covered = []
-        self.text = self.summary = None
+        self.text = self._summary = None
         self.summary_cost = 0
 
     # -- results -----------------------------------------------------------------------------
 
-    def result(self) -> Pruned:
-        """The `Pruned` of the prefix seen so far (extra usage: the calls since the last one)."""
+    def result(self, *, all_calls: bool = False) -> Pruned:
+        """The `Pruned` of the prefix seen so far.
+
+        Args:
+            all_calls: report the summarizer calls since the start (what `prune` of this
+                prefix reports) rather than those since the last result (a replay's probe).
+        """
         k, msgs = self.k, self.msgs
         pinned = [i for i in (self.system, self.user) if i is not None]
-        required = _REPLY_PRIMING + sum(self.counts[i] for i in pinned)
+        required = _REPLY_PRIMING + sum(self.counter.count(msgs[i]) for i in pinned)
         if required > self.avail:
             raise BudgetUnreachableError(required, self.avail, "first system + newest user")
         kept = sorted(i for u in self.unfolded if u.state == "ok" for i in u.members)
         out = [msgs[i] for i in kept]
-        if self.summary is not None:
+        summary = self.summary()
+        if summary is not None:
             at = kept.index(self.system) + 1 if self.system is not None else 0
-            out.insert(at, self.summary)
-        usage, self.usage = self.usage, Usage()
+            out.insert(at, summary)
+        usage, self.usage = (self.total_usage if all_calls else self.usage), Usage()
         snapshot = _Snapshot(
             k=k,
             folds=self.folds,
@@ -297,12 +339,12 @@ class _Run:
             open=frozenset(self.tracker.open_members()),
             system=self.system,
             user=self.user,
-            summary_id=self.summary.id if self.summary is not None else None,
+            summary_id=summary.id if summary is not None else None,
             note="; ".join(dict.fromkeys(self.notes)),
         )
         fold_no, bad = self.fold_no, dict(self.tracker.bad_reason)
         return Pruned(
-            conversation=self.conv if k == len(msgs) else self.conv.prefix(k),
+            conversation=prefix_of(self.conv, k),
             messages=tuple(out),
             tokens=self._tokens(),
             budget=self.budget,
@@ -310,6 +352,33 @@ class _Run:
             extra_usage=usage,
             decide=lambda: snapshot.decisions(msgs, fold_no, bad),
         )
+
+
+class Resumer:
+    """Prunes a series of conversations that mostly extend one another, sharing the walk.
+
+    ``prune(conversation, stable)`` equals ``strategy.prune(conversation)``. The walk over the
+    leading messages that `conversation` shares with the previous one is kept; `stable` says
+    how many leading messages the caller expects to stay unchanged in the coming calls: the
+    shared walk advances only that far, and the rest of each conversation is walked on a copy.
+    A wrong guess costs time, never correctness: when a later conversation differs inside the
+    shared part, the walk starts over.
+    """
+
+    def __init__(self, strategy: Summarize, budget: Budget, counter: TokenCounter) -> None:
+        self.strategy, self.budget, self.counter = strategy, budget, counter
+        self.base: _Run | None = None
+
+    def prune(self, conversation: Conversation, stable: int) -> Pruned:
+        """``strategy.prune(conversation)``, reusing the walk over the shared leading part."""
+        msgs, base = conversation.messages, self.base
+        if base is None or msgs[: base.k] != base.msgs[: base.k]:
+            base = self.base = _Run(self.strategy, conversation, self.budget, self.counter)
+        base.rebase(conversation)
+        base.advance(max(base.k, min(stable, len(msgs))))
+        run = base if base.k == len(msgs) else base.fork()
+        run.advance(len(msgs))
+        return run.result(all_calls=True)
 
 
 @dataclass(frozen=True, kw_only=True)
