@@ -83,6 +83,7 @@ def __getattr__(name: str) -> Any:
     globals()[name] = value
     return value
 
+
 # name -> "module:attribute"; kept explicit so `names()` needs no imports.
 _REGISTRY: dict[str, str] = {
     "head_tail": "ctxlab.strategies.head_tail:HeadTail",
