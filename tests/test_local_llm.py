@@ -156,7 +156,10 @@ def _read_until(process: subprocess.Popen[bytes], marker: str, timeout: float) -
     return text
 
 
-def test_cli_serves_in_the_foreground_until_interrupted(local_llm: LocalLLMServer) -> None:
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["int", "term"])
+def test_cli_serves_in_the_foreground_until_stopped(
+    local_llm: LocalLLMServer, stop_signal: signal.Signals
+) -> None:
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "ctxlab.cli", "local-llm", "--port", str(port)],
@@ -164,18 +167,22 @@ def test_cli_serves_in_the_foreground_until_interrupted(local_llm: LocalLLMServe
         stderr=subprocess.DEVNULL,
         bufsize=0,
     )
+    base_url = f"http://127.0.0.1:{port}/v1"
     try:
         banner = _read_until(process, '/v1")', timeout=120)
-        base_url = f"http://127.0.0.1:{port}/v1"
         assert f"Local LLM server: {base_url}" in banner
         assert f'get_provider("openai-compatible:smollm2@{base_url}")' in banner
         assert httpx.get(f"{base_url}/models", timeout=10).status_code == 200
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop_signal)
         assert process.wait(timeout=30) == 0
         assert _refused(base_url)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        if process.poll() is None:  # SIGINT first: the command then stops its server
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
         assert process.stdout is not None
         process.stdout.close()

@@ -8,7 +8,9 @@ can use it with no network and no key.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+from types import FrameType
 
 from ctxlab.local_llm import DEFAULT_N_CTX, LocalLLMServer
 
@@ -33,6 +35,8 @@ def run(args: argparse.Namespace) -> int:
         port=args.port or None, host=args.host, n_ctx=args.n_ctx, n_threads=args.threads
     )
     print(f"starting the local LLM server (log: {server.log_path})...", file=sys.stderr)
+    # SIGTERM (a plain `kill`) must stop the server too, not orphan it.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         server.start()
         print(_banner(server), flush=True)
@@ -41,7 +45,12 @@ def run(args: argparse.Namespace) -> int:
         status = 0
     finally:
         server.stop()
+        signal.signal(signal.SIGTERM, previous)
     return status
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 def _banner(server: LocalLLMServer) -> str:

@@ -8,10 +8,9 @@ masked; a summary dropped later makes the messages folded into it dropped).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 
 from ctxlab.messages import Conversation
-from ctxlab.strategies.base import Decision, Pruned
+from ctxlab.strategies.base import Action, Decision, Pruned
 
 __all__ = ["chain", "compose"]
 
@@ -33,19 +32,28 @@ def _follow(d: Decision, later: dict[str, Decision]) -> Decision:
     carrier = d.into if d.action == "summarized" else d.message_id
     e = later.get(carrier or "")
     if e is None:  # the carrier vanished without a decision: treat it as dropped
-        return replace(d, action="dropped", reason="dropped by a later step", into=None)
+        return _with(d, "dropped", "dropped by a later step", d.score, None)
     score = d.score if e.score is None else e.score
     if e.action == "kept":
-        return d if d.action != "kept" else replace(d, reason=e.reason, score=score)
+        return d if d.action != "kept" else _with(d, d.action, e.reason, score, d.into)
     if d.action == "summarized":
         if e.action == "dropped":
-            why = f"its summary was dropped ({e.reason})"
-            return replace(d, action="dropped", reason=why, into=None)
-        return replace(d, into=e.into if e.action == "summarized" else d.into)
+            return _with(d, "dropped", f"its summary was dropped ({e.reason})", d.score, None)
+        return _with(d, d.action, d.reason, d.score, e.into if e.action == "summarized" else d.into)
     if d.action == "kept" or e.action in ("dropped", "summarized"):
-        return replace(d, action=e.action, reason=e.reason, score=score, into=e.into)
+        return _with(d, e.action, e.reason, score, e.into)
     # masked or truncated twice: what is sent is the later change of the same message
-    return replace(d, action=e.action, reason=f"{d.reason}; {e.reason}", score=score, into=e.into)
+    return _with(d, e.action, f"{d.reason}; {e.reason}", score, e.into)
+
+
+def _with(
+    d: Decision, action: Action, reason: str, score: float | None, into: str | None
+) -> Decision:
+    # A direct constructor call: `dataclasses.replace` costs several times more, and a long
+    # replay composes one decision per message and probe.
+    return Decision(
+        index=d.index, message_id=d.message_id, action=action, reason=reason, score=score, into=into
+    )
 
 
 def chain(conversation: Conversation, first: Pruned, second: Pruned, label: str) -> Pruned:

@@ -138,6 +138,8 @@ def _with_stable(results: Iterator[Pruned]) -> Iterator[tuple[Pruned, int]]:
 def _common(a: Sequence[Message], b: Sequence[Message]) -> int:
     """Length of the longest common prefix of two message sequences (binary search)."""
     lo, hi = 0, min(len(a), len(b))
+    if a[:hi] == b[:hi]:  # the usual case: one extends the other
+        return hi
     while lo < hi:
         mid = (lo + hi + 1) // 2
         if a[:mid] == b[:mid]:
