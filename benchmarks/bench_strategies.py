@@ -16,7 +16,9 @@ Everything is measured in the same process and reported as the median of repeate
   extrapolated from the iterations done);
 - the replay sweep: every prefix of the conversation x 6 budgets, ``token_window.replay`` (count
   cache emptied first) vs LangChain on a sample of prefixes, extrapolated;
-- whether each peer's output fits the budget and keeps tool calls paired with their results.
+- whether each peer's output fits the budget and keeps tool calls paired with their results;
+- every registered strategy replayed over the bundled LoCoMo conversations at each session
+  end x 5 budgets (what ``ctxlab compare --data locomo`` replays), CPU seconds per strategy.
 
 The synthetic conversation is deterministic (seeded): 1,000 messages of short user turns, long
 assistant turns and tool calls whose outputs have 200-3,000 words. The bundled datasets are
@@ -37,11 +39,12 @@ from ctxlab import datasets
 from ctxlab.budget import Budget
 from ctxlab.errors import BudgetUnreachableError
 from ctxlab.messages import Conversation, Message, ToolCall
-from ctxlab.strategies import BaseStrategy, get_strategy
+from ctxlab.strategies import BaseStrategy, get_strategy, names
 from ctxlab.tokens import TiktokenCounter, get_counter
 
 BUDGETS = (4_000, 32_000, 128_000)
 SWEEP_BUDGETS = (2_000, 4_000, 8_000, 16_000, 32_000, 128_000)
+LOCOMO_BUDGETS = (1_000, 2_000, 4_000, 8_000, 16_000)
 NAIVE_CAP_S = 20.0
 
 
@@ -240,7 +243,13 @@ def replay_all(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats and samples")
+    parser.add_argument(
+        "--only-locomo", action="store_true", help="only the per-strategy LoCoMo replays"
+    )
     args = parser.parse_args(argv)
+    if args.only_locomo:
+        locomo_replays()
+        return 0
     repeat = 3 if args.quick else 5
     counter = get_counter()
     assert isinstance(counter, TiktokenCounter)
@@ -323,7 +332,41 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{name:<11} {len(convs):5} conversations {len(msgs):7,} messages  floor "
             f"{t_f * 1e3:8.1f} ms  sweep {t_s * 1e3:8.1f} ms ({t_s / t_f:4.2f}x)"
         )
+    locomo_replays()
     return 0
+
+
+def locomo_replays() -> None:
+    """Every strategy over every LoCoMo conversation, probes at session ends x 5 budgets.
+
+    Token counts are cached first (they are the floor, shared by all strategies); the time is
+    the CPU time of the replays, one pass per strategy, with the summarizer's and BM25's
+    memo caches emptied before each (so no strategy reuses another's summaries).
+    """
+    from ctxlab import _bm25, summarizers
+    from ctxlab._runner import probe_points, replay_probes
+
+    memos = (summarizers._cached, summarizers._count_text, summarizers._line_facts)
+
+    counter = get_counter()
+    convs = datasets.load("locomo")
+    for c in convs:
+        counter.count_many(c.messages)
+    print(
+        f"\n== LoCoMo: {len(convs)} conversations x {len(LOCOMO_BUDGETS)} budgets, "
+        "probes at session ends (CPU s) =="
+    )
+    for name in sorted(names()):
+        strategy = get_strategy(name)
+        for memo in (*memos, _bm25._term_counts):
+            memo.cache_clear()
+        start = time.process_time()
+        for c in convs:
+            for budget in LOCOMO_BUDGETS:
+                replay_probes(
+                    strategy, c, probe_points(c, "sessions"), Budget(max_tokens=budget), counter
+                )
+        print(f"{name:<20}{time.process_time() - start:8.2f}")
 
 
 if __name__ == "__main__":

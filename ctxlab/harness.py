@@ -56,6 +56,12 @@ _CORE_AGGREGATES = {"input_tokens": "mean", "budget_ok": "mean", "tokens_before"
 
 
 @dataclass(frozen=True, kw_only=True)
+class _Models:
+    model: str | None  # prices the requests
+    summarizer_model: str | None  # prices the strategies' own calls; None: `model`
+
+
+@dataclass(frozen=True, kw_only=True)
 class _Plan:
     tasks: tuple[Task, ...]
     metrics: tuple[Metric, ...]
@@ -74,6 +80,7 @@ def compare(
     executor: Executor | None = None,
     progress: bool = True,
     model: str | None = None,
+    summarizer_model: str | None = None,
     dump: str | os.PathLike[str] | None = None,
 ) -> Report:
     """Replay conversations under each strategy and budget and measure every probe.
@@ -92,16 +99,21 @@ def compare(
         executor: any `concurrent.futures.Executor`; None runs in this process.
         progress: show a progress bar on stderr.
         model: the model whose prices give ``cost_usd`` (NaN without one).
+        summarizer_model: the model whose prices ``cost_usd`` applies to the strategies'
+            own LLM calls (``extra_usage``), e.g. a cheaper model that summarizes for a
+            larger chat model; default: `model`. Token counts do not change with it.
         dump: a folder to write the pruned context of every probe to, as JSONL.
 
     Returns:
         A `Report` with one row per (dataset, conversation, strategy, budget, probe).
 
     Raises:
-        UsageError: an unknown strategy, metric, dataset or probe spec, duplicate names, or
-            an asynchronous metric without a synchronous `compute` (use `acompare`).
+        UsageError: an unknown strategy, metric, dataset or probe spec, duplicate names,
+            `summarizer_model` without `model`, or an asynchronous metric without a
+            synchronous `compute` (use `acompare`).
     """
-    plan = _plan(conversations, strategies, budgets, metrics, probes, counter, model, dump)
+    models = _models(model, summarizer_model)
+    plan = _plan(conversations, strategies, budgets, metrics, probes, counter, models, dump)
     results = _execute(plan.tasks, executor, progress)
     return _report(plan, results)
 
@@ -117,6 +129,7 @@ async def acompare(
     executor: Executor | None = None,
     progress: bool = True,
     model: str | None = None,
+    summarizer_model: str | None = None,
     dump: str | os.PathLike[str] | None = None,
     concurrency: int = 8,
 ) -> Report:
@@ -130,7 +143,8 @@ async def acompare(
     Raises:
         UsageError: as `compare`; also a non-thread executor together with async metrics.
     """
-    plan = _plan(conversations, strategies, budgets, metrics, probes, counter, model, dump)
+    models = _models(model, summarizer_model)
+    plan = _plan(conversations, strategies, budgets, metrics, probes, counter, models, dump)
     if not any(m.is_async for m in plan.metrics):
         results = await asyncio.to_thread(_execute, plan.tasks, executor, progress)
         return _report(plan, results)
@@ -169,16 +183,17 @@ def _plan(
     metrics: MetricsLike,
     probes: ProbeSpec,
     counter: TokenCounter | None,
-    model: str | None,
+    models: _Models,
     dump: str | os.PathLike[str] | None,
 ) -> _Plan:
     convs = conversations_from(conversations)
     strats = _strategies(strategies)
     buds = _budgets(budgets)
-    chosen = _metrics(metrics, model)
+    model = models.model
+    chosen = _metrics(metrics, models)
     cnt = counter if counter is not None else get_counter(model=model) if model else get_counter()
-    if model is not None:
-        _warn_unknown_price(model)
+    for priced in dict.fromkeys(m for m in (model, models.summarizer_model) if m is not None):
+        _warn_unknown_price(priced)
     columns = tuple(dict.fromkeys(c for m in chosen for c in m.columns))
     tasks: list[Task] = []
     for conv in convs:
@@ -203,6 +218,7 @@ def _plan(
     for m in chosen:
         aggregates.update({c: m.aggregate for c in m.columns if c not in aggregates})
     meta = run_record(convs, [s for _, s in strats], buds, cnt, model, probes, chosen, aggregates)
+    meta["summarizer_model"] = models.summarizer_model or model
     return _Plan(tasks=tuple(tasks), metrics=chosen, columns=columns, meta=meta)
 
 
@@ -232,11 +248,21 @@ def _budgets(value: BudgetsLike) -> tuple[Budget, ...]:
     return tuple(by_size[k] for k in sorted(by_size))
 
 
-def _metrics(value: MetricsLike, model: str | None) -> tuple[Metric, ...]:
+def _models(model: str | None, summarizer_model: str | None) -> _Models:
+    if summarizer_model is not None and model is None:
+        raise UsageError(
+            "summarizer_model prices the strategies' own calls inside cost_usd, which also "
+            "needs model= (the model the requests are sent to)"
+        )
+    return _Models(model=model, summarizer_model=summarizer_model)
+
+
+def _metrics(value: MetricsLike, models: _Models) -> tuple[Metric, ...]:
+    priced = {"model": models.model, "summarizer_model": models.summarizer_model}
     if value is None:
-        return tuple(default_metrics(model))
+        return tuple(default_metrics(**priced))
     items = [value] if isinstance(value, str) else list(value)
-    chosen = [get_metric(m, model=model) if isinstance(m, str) else m for m in items]
+    chosen = [get_metric(m, **priced) if isinstance(m, str) else m for m in items]
     for m in chosen:
         if not isinstance(m, Metric):
             raise UsageError(f"{m!r} is not a metric (it needs name, columns, applies, compute)")

@@ -32,6 +32,10 @@ __all__ = ["evidence_by_category", "pareto", "retention_by_age", "tokens_per_pro
 LABELS: dict[str, str] = {
     "input_tokens": "input tokens per request",
     "cumulative_input_tokens": "input tokens per conversation (sum over requests)",
+    "extra_input_tokens": "strategy's own LLM input tokens per request",
+    "extra_output_tokens": "strategy's own LLM output tokens per request",
+    "extra_input_tokens_total": "strategy's own LLM input tokens per conversation",
+    "extra_output_tokens_total": "strategy's own LLM output tokens per conversation",
     "cost_usd": "cost per conversation (USD)",
     "cost_usd_cached": "cost per conversation with prompt caching (USD)",
     "compression": "compression (share of tokens removed)",

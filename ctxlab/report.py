@@ -15,12 +15,13 @@ import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from ctxlab._summary import Groups, Kind, bootstrap
 from ctxlab.errors import MissingDependencyError, UsageError
 
 if TYPE_CHECKING:
@@ -68,6 +69,9 @@ _HTML_COLUMNS = (
     "dropped_content_coverage",
 )
 _LAST = frozenset({"cumulative_input_tokens", "cost_usd", "cost_usd_cached", "prefix_stability"})
+# Additive per-probe quantities: summarised by each conversation's sum over its probes too.
+_TOTAL = frozenset({"extra_input_tokens", "extra_output_tokens"})
+_CELL = ("dataset", "conversation_id", "strategy", "budget")
 FloatArray = npt.NDArray[np.float64]
 
 
@@ -115,16 +119,19 @@ class Report:
         df = pd.read_csv(path, dtype={"dataset": str, "conversation_id": str, "strategy": str})
         return cls.from_rows(df)
 
-    def aggregate(self, column: str) -> Literal["mean", "last"]:
-        """How the summary aggregates `column`.
+    def aggregate(self, column: str) -> Kind:
+        """How the summary aggregates `column`: ``mean``, ``last`` or ``total``.
 
-        ``mean`` over probes, or ``last``: each conversation's value at its last probe
-        (running totals).
+        ``mean`` over probes; ``last``: each conversation's value at its last probe (running
+        totals); ``total``: each conversation's sum over its probes (additive per-probe
+        quantities), averaged over conversations. Declared by the metrics (the run record's
+        ``aggregates``); for a report read from CSV, ctxlab's own columns are known.
         """
         declared = self.meta.get("aggregates", {}).get(column)
-        if declared in ("mean", "last"):
-            return "last" if declared == "last" else "mean"
-        return "last" if column in _LAST else "mean"
+        if declared in ("mean", "last", "total"):
+            kind: Kind = declared
+            return kind
+        return "last" if column in _LAST else "total" if column in _TOTAL else "mean"
 
     @property
     def metric_columns(self) -> list[str]:
@@ -141,37 +148,55 @@ class Report:
     ) -> pd.DataFrame:
         """Per (dataset, strategy, budget): each metric's estimate and bootstrap CI.
 
-        Per-probe metrics are averaged over probes; running totals (cumulative tokens, cost,
-        prefix stability) over conversations at their last probe. Intervals resample whole
-        conversations (probes, when a group holds a single conversation); ``n_boot=0`` skips
-        them. Columns: the keys, ``conversations``, ``probes``, then ``<metric>``,
-        ``<metric>_lo``, ``<metric>_hi`` for each metric.
+        How a column is aggregated (see `aggregate`):
+
+        - per-probe metrics (``input_tokens`` per request, retention, compression) are
+          averaged over probes;
+        - running totals (``cumulative_input_tokens``, ``cost_usd``, ``prefix_stability``)
+          are taken at each conversation's last probe and averaged over conversations;
+        - additive per-probe quantities (``extra_input_tokens``, ``extra_output_tokens``:
+          what the strategy's own LLM calls spent at each probe) give two columns: ``<metric>``,
+          the mean per probe, and ``<metric>_total``, each conversation's sum over its probes
+          averaged over conversations (the spend of a whole conversation).
+
+        ``<column>_total`` may also be asked for by name, for any column. Intervals resample
+        whole conversations (probes, when a ``mean`` group holds a single conversation);
+        ``n_boot=0`` skips them.
+
+        Returns:
+            The keys, ``conversations``, ``probes``, then ``<metric>``, ``<metric>_lo``,
+            ``<metric>_hi`` for each metric (and its ``_total`` columns).
         """
         cols = list(metrics) if metrics is not None else self.metric_columns
-        self._require(cols)
-        rows = []
-        for key, group in self.df.groupby(list(KEYS), sort=False):
-            row: dict[str, Any] = dict(zip(KEYS, key, strict=True))
-            row["conversations"] = group["conversation_id"].nunique()
-            row["probes"] = len(group)
-            rng = np.random.default_rng([seed, zlib.crc32(repr(key).encode())])
-            for col in cols:
-                est, lo, hi = self._interval(group, col, rng, n_boot, confidence)
-                row.update({col: est, f"{col}_lo": lo, f"{col}_hi": hi})
-            rows.append(row)
-        table: pd.DataFrame = pd.DataFrame(rows)
-        return table
+        wanted = self._outputs(cols)
+        groups = Groups(self.df, KEYS)
+        table: dict[str, Any] = {k: [key[i] for key in groups.keys] for i, k in enumerate(KEYS)}
+        table.update(conversations=groups.conversations, probes=groups.probes)
+        rngs = [_Streams(seed, key) for key in groups.keys]
+        for name, source, kind in wanted:
+            values = self.df[source].to_numpy(np.float64, na_value=np.nan)
+            group, sums, counts = groups.units(values, kind)
+            lo, hi = _intervals(group, sums, counts, rngs, kind, n_boot, confidence)
+            table.update({name: groups.estimates(group, sums, counts), f"{name}_lo": lo,
+                          f"{name}_hi": hi})  # fmt: skip
+        out: pd.DataFrame = pd.DataFrame(table)
+        return out
 
-    def _interval(
-        self, group: pd.DataFrame, col: str, rng: np.random.Generator, n_boot: int, conf: float
-    ) -> tuple[float, float, float]:
-        if self.aggregate(col) == "last":
-            group = _last_probes(group)
-        values = group[col].astype("float64").to_numpy()
-        units = group["conversation_id"].to_numpy()
-        if len(set(units)) < 2:
-            units = np.arange(len(values))
-        return _cluster_bootstrap(values, units, rng, n_boot, conf)
+    def _outputs(self, cols: Sequence[str]) -> list[tuple[str, str, Kind]]:
+        """(summary column, report column, aggregation) for each asked column."""
+        out: list[tuple[str, str, Kind]] = []
+        for col in cols:
+            base = col.removesuffix("_total")
+            if col not in self.df.columns and col != base and base in self.df.columns:
+                self._require([base])
+                out.append((col, base, "total"))
+                continue
+            self._require([col])
+            if self.aggregate(col) == "total":
+                out += [(col, col, "mean"), (f"{col}_total", col, "total")]
+            else:
+                out.append((col, col, self.aggregate(col)))
+        return list(dict.fromkeys(out))
 
     def paired(
         self,
@@ -185,18 +210,20 @@ class Report:
     ) -> pd.DataFrame:
         """Strategy `a` minus strategy `b` on `metric`, over the same probes, per budget.
 
-        Only probes where both have a value are paired (at conversations' last probes for
-        running totals). The CI is a paired bootstrap resampling conversations.
+        Only probes where both have a value are paired: every probe for per-probe metrics,
+        each conversation's last probe for running totals, each conversation's sum over its
+        probes for ``<column>_total`` (see `summary`). The CI is a paired bootstrap
+        resampling conversations.
         Columns: dataset, budget, metric, a, b, pairs, conversations, mean_a, mean_b, diff,
         diff_lo, diff_hi.
         """
         la, lb = _label(a), _label(b)
-        self._require([metric])
+        _, source, kind = self._outputs([metric])[0]
         for label in (la, lb):
             if label not in set(self.df["strategy"]):
                 known = ", ".join(dict.fromkeys(self.df["strategy"]))
                 raise UsageError(f"strategy {label!r} is not in this report; it has: {known}")
-        df = self.df if self.aggregate(metric) == "mean" else _last_probes(self.df)
+        df = _per_conversation(self.df, source, kind).rename(columns={source: metric})
         on = ["dataset", "conversation_id", "budget", "probe"]
         left = df.loc[df["strategy"] == la, [*on, metric]]
         right = df.loc[df["strategy"] == lb, [*on, metric]]
@@ -296,34 +323,74 @@ def _label(strategy: Any) -> str:
 def _last_probes(df: pd.DataFrame) -> pd.DataFrame:
     """Each (dataset, conversation, strategy, budget)'s row at its last probe."""
     ordered = df.sort_values("probe", kind="stable")
-    last: pd.DataFrame = ordered.drop_duplicates(
-        ["dataset", "conversation_id", "strategy", "budget"], keep="last"
-    )
+    last: pd.DataFrame = ordered.drop_duplicates(list(_CELL), keep="last")
     return last
+
+
+def _per_conversation(df: pd.DataFrame, column: str, kind: Kind) -> pd.DataFrame:
+    """The rows `paired` compares: every probe, last probes, or last probes holding totals."""
+    if kind == "mean":
+        return df
+    last = _last_probes(df)
+    if kind == "last":
+        return last
+    grouped = df.groupby(list(_CELL), sort=False)[column]
+    totals = grouped.sum().where(grouped.count() == grouped.size())  # NaN if a probe is
+    out: pd.DataFrame = last.drop(columns=[column]).merge(
+        totals.reset_index(), on=list(_CELL), how="left"
+    )
+    return out
 
 
 def _cluster_bootstrap(
     values: FloatArray, units: npt.NDArray[Any], rng: np.random.Generator, n_boot: int, conf: float
 ) -> tuple[float, float, float]:
-    """Mean of the non-NaN values and a percentile CI resampling whole units.
-
-    Each replicate draws units with replacement and takes Σ values / Σ counts over them, so
-    the estimate it varies is the same pooled mean as the point estimate.
-    """
+    """Mean of the non-NaN values and a percentile CI resampling whole units."""
     valid = ~np.isnan(values)
     if not valid.any():
         return np.nan, np.nan, np.nan
-    codes, units_idx = np.unique(units[valid], return_inverse=True)
-    sums = np.bincount(units_idx, weights=values[valid])
-    counts = np.bincount(units_idx).astype(np.float64)
-    est = float(sums.sum() / counts.sum())
+    _, index = np.unique(units[valid], return_inverse=True)
+    sums = np.bincount(index, weights=values[valid]).astype(np.float64, copy=False)
+    counts = np.bincount(index).astype(np.float64)
+    lo, hi = bootstrap(sums, counts, rng, n_boot, conf)
+    return float(sums.sum() / counts.sum()), lo, hi
+
+
+class _Streams:
+    """A group's random streams: one for per-probe and last-probe columns, one for totals.
+
+    Totals draw from their own stream so that adding them leaves every other interval as
+    it was.
+    """
+
+    def __init__(self, seed: int, key: tuple[object, ...]) -> None:
+        self._entropy = [seed, zlib.crc32(repr(key).encode())]
+        self._streams: dict[bool, np.random.Generator] = {}
+
+    def get(self, total: bool) -> np.random.Generator:
+        if total not in self._streams:
+            self._streams[total] = np.random.default_rng(self._entropy + [1] * total)
+        return self._streams[total]
+
+
+def _intervals(
+    group: npt.NDArray[np.int64],
+    sums: FloatArray,
+    counts: FloatArray,
+    streams: Sequence[_Streams],
+    kind: Kind,
+    n_boot: int,
+    conf: float,
+) -> tuple[FloatArray, FloatArray]:
+    """Per group, the bootstrap interval of its units (NaN without units or draws)."""
+    lo = np.full(len(streams), np.nan)
+    hi = np.full(len(streams), np.nan)
     if n_boot <= 0:
-        return est, np.nan, np.nan
-    u = len(codes)
-    draws = rng.integers(0, u, size=(n_boot, u))
-    weights = np.bincount((np.arange(n_boot)[:, None] * u + draws).ravel(), minlength=n_boot * u)
-    weights = weights.reshape(n_boot, u).astype(np.float64)
-    reps = (weights @ sums) / (weights @ counts)
-    tail = (1 - conf) / 2 * 100
-    lo, hi = np.percentile(reps, [tail, 100 - tail])
-    return est, float(lo), float(hi)
+        return lo, hi
+    bounds = np.searchsorted(group, np.arange(len(streams) + 1))
+    for g, rng in enumerate(streams):
+        start, end = bounds[g], bounds[g + 1]
+        if end > start:
+            lo[g], hi[g] = bootstrap(sums[start:end], counts[start:end], rng.get(kind == "total"),
+                                     n_boot, conf)  # fmt: skip
+    return lo, hi

@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import bisect
 import math
-import re
-from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Protocol, runtime_checkable
 
+from ctxlab._bm25 import Postings, bm25_scores, query_weights, terms
 from ctxlab.errors import UsageError
 from ctxlab.keys import key_strings
 from ctxlab.messages import Conversation, FrozenDict, Message
@@ -42,9 +40,6 @@ __all__ = [
     "terms",
 ]
 
-_WORD = re.compile(r"[^\W_]+")
-_K1, _B = 1.5, 0.75  # BM25 parameters (the bm25s defaults)
-
 
 @runtime_checkable
 class Scorer(Protocol):
@@ -53,111 +48,6 @@ class Scorer(Protocol):
     def score(self, conversation: Conversation, counter: TokenCounter) -> list[float]:
         """One score per message, in order."""
         ...
-
-
-@lru_cache(maxsize=1)
-def _stopwords() -> frozenset[str]:
-    from bm25s.stopwords import STOPWORDS_EN_PLUS
-
-    return frozenset(STOPWORDS_EN_PLUS)
-
-
-@lru_cache(maxsize=65536)
-def terms(text: str) -> tuple[str, ...]:
-    """The words of `text` that BM25 looks at: lower-cased, English stopwords removed."""
-    stop = _stopwords()
-    return tuple(w for w in _WORD.findall(text.lower()) if w not in stop and len(w) > 1)
-
-
-def bm25_scores(
-    documents: Sequence[Sequence[str]], query: Sequence[str] | Mapping[str, float]
-) -> list[float]:
-    """BM25 (Lucene variant, k1=1.5, b=0.75) score of each document for a query.
-
-    Args:
-        documents: each document as its list of terms (see `terms`).
-        query: the query's terms (repeats add up), or a mapping term -> weight.
-
-    Returns:
-        One score per document (0.0 when no query term occurs in it).
-    """
-    postings = Postings()
-    for d in documents:
-        postings.add(d)
-    return postings.scores(_query_weights(query))
-
-
-class Postings:
-    """Term statistics of a growing list of documents, for BM25 over any leading part of it.
-
-    The scores are those of a `bm25s` index built over the same documents, bit for bit: the
-    same float32 per-term scores (idf x term-frequency part, Lucene variant) summed in float64
-    in sorted term order (the tests compare both). Keeping the statistics instead of an index
-    lets a replay score every prefix of a conversation without re-indexing it: documents are
-    added once, and `scores(weights, n)` only visits the postings of the query terms.
-    """
-
-    def __init__(self) -> None:
-        self.lens: list[int] = []
-        self._docs: dict[str, list[int]] = {}
-        self._tfs: dict[str, list[int]] = {}
-
-    def __len__(self) -> int:
-        return len(self.lens)
-
-    def add(self, document: Sequence[str]) -> None:
-        """Append a document (its terms)."""
-        i = len(self.lens)
-        self.lens.append(len(document))
-        for term, tf in _term_counts(tuple(document)):
-            self._docs.setdefault(term, []).append(i)
-            self._tfs.setdefault(term, []).append(tf)
-
-    def scores(self, weights: Mapping[str, float], n: int | None = None) -> list[float]:
-        """BM25 score of each of the first `n` documents (default: all) for weighted terms."""
-        import numpy as np
-
-        n = len(self.lens) if n is None else n
-        if n == 0 or not weights or not any(self.lens[:n]):
-            return [0.0] * n
-        at: list[int] = []
-        tfs: list[int] = []
-        dfs, idfs, ws = [], [], []
-        # Terms in sorted order: each document's sum then adds up in the same order as bm25s's.
-        for term in sorted(weights):
-            docs = self._docs.get(term) if term else None
-            df = bisect.bisect_left(docs, n) if docs is not None else 0
-            if docs is not None and df:
-                at += docs[:df]
-                tfs += self._tfs[term][:df]
-                dfs.append(df)
-                idfs.append(math.log(1 + (n - df + 0.5) / (df + 0.5)))
-                ws.append(weights[term])
-        if not at:
-            return [0.0] * n
-        lens = np.array(self.lens[:n])
-        docs_at = np.array(at)
-        tf = np.array(tfs, dtype=np.float64)
-        idf = np.repeat(np.array(idfs, dtype=np.float32).astype(np.float64), dfs)
-        part = tf / (_K1 * ((1 - _B) + _B * lens[docs_at] / lens.mean()) + tf)
-        score = (idf * part).astype(np.float32)  # bm25s stores its scores as float32
-        weighted = score.astype(np.float64) * np.repeat(np.array(ws, dtype=np.float64), dfs)
-        totals = np.bincount(docs_at, weighted, minlength=n)
-        return [float(x) for x in totals]
-
-
-@lru_cache(maxsize=65536)
-def _term_counts(document: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
-    return tuple(Counter(document).items())
-
-
-def _query_weights(query: Sequence[str] | Mapping[str, float]) -> dict[str, float]:
-    if isinstance(query, Mapping):
-        return {t: float(w) for t, w in query.items() if w}
-    out: dict[str, float] = {}
-    for t in query:
-        out[t] = out.get(t, 0.0) + 1.0
-    return out
 
 
 #: ``scores(n)``: the scores of the first n messages, as if scoring ``messages[:n]`` alone.
@@ -273,7 +163,7 @@ class Relevance:
                 query = self.query
             else:
                 query = messages[anchor].text if anchor is not None else ""
-            raw = postings.scores(_query_weights(terms(query)), n)
+            raw = postings.scores(query_weights(terms(query)), n)
             if anchor is not None:
                 raw[anchor] = 0.0
             scores = _normalise(raw)

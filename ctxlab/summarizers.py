@@ -7,8 +7,9 @@ since, and returns the extended summary, at most `max_tokens` tokens long::
     result.text, result.usage
 
 `ExtractiveSummarizer` needs no model. It splits the new messages into sentences, ranks them by
-salience (BM25 similarity of each sentence to all of the new text, from `bm25s`, plus a bonus
-for key strings and names) and writes the best ones, in their original order, as lines::
+salience (BM25 similarity of each sentence to all of the new text, scored as `bm25s` scores
+it, see `ctxlab.scoring.bm25_scores`, plus a bonus for key strings and names) and writes the
+best ones, in their original order, as lines::
 
     (2023-05-08)
     [Caroline] I went to a LGBTQ support group yesterday and it was so powerful.
@@ -223,12 +224,16 @@ class _Count:
 
     def __init__(self, counter: Any) -> None:
         self.counter = counter
+        self._lines: dict[_Line, int] = {}  # one call asks for the same lines many times
 
     def text(self, s: str) -> int:
         return _count_text(self.counter, s)
 
     def line(self, x: _Line) -> int:
-        return self.text(x.render()) + 1  # the newline that joins it
+        n = self._lines.get(x)
+        if n is None:
+            n = self._lines[x] = self.text(x.render()) + 1  # the newline that joins it
+        return n
 
 
 @lru_cache(maxsize=65536)

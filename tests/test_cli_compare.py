@@ -108,6 +108,57 @@ def test_user_strategy_by_import_path(
     assert set(df["strategy"]) == {"last_two"} and (df["messages_sent"] <= 3).all()
 
 
+_SPENDER = """
+from dataclasses import dataclass
+from typing import ClassVar
+
+from ctxlab.strategies.base import BaseStrategy, Pruned
+from ctxlab.usage import Usage
+
+
+@dataclass(frozen=True, kw_only=True)
+class Spender(BaseStrategy):
+    name: ClassVar[str] = "spender"
+
+    def _prune(self, conversation, budget, counter):
+        sent = conversation.messages
+        return Pruned(conversation=conversation, messages=tuple(sent), budget=budget,
+                      tokens=counter.count_messages(sent), strategy=self.label,
+                      extra_usage=Usage(input_tokens=1000, output_tokens=100))
+"""
+
+
+def test_summarizer_model_prices_the_strategies_own_calls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ctxlab.providers.pricing import cost_usd
+    from ctxlab.usage import Usage
+
+    (tmp_path / "spending.py").write_text(_SPENDER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    data = _jsonl(tmp_path / "chats.jsonl")
+    out = tmp_path / "s.csv"
+    argv = ["compare", "--data", str(data), "--strategy", "spending:Spender", "--budget",
+            "100000", "--probes", "assistant_turns", "--model", "gpt-4o",
+            "--summarizer-model", "gpt-4o-mini", "--out", str(out), "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    df = pd.read_csv(out)
+    chat = df[df["conversation_id"] == "chats-0"]  # three requests, each with its own calls
+    requests = sum(cost_usd(Usage(input_tokens=int(n)), "gpt-4o") for n in chat["input_tokens"])
+    own = cost_usd(Usage(input_tokens=1000, output_tokens=100), "gpt-4o-mini")
+    assert chat["cost_usd"].iloc[-1] == pytest.approx(requests + 3 * own)
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert (record["model"], record["summarizer_model"]) == ("gpt-4o", "gpt-4o-mini")
+    table = capsys.readouterr().out
+    assert "own calls at gpt-4o-mini" in table
+    # Per conversation, the calls' whole spend (3 probes and 1 probe): 2,000 tokens in.
+    head, row = table.splitlines()[-2:]
+    assert "tok/conv  extra in/conv  extra out/conv  usd/conv" in head
+    assert row.split()[5:7] == ["2,000", "200"]  # not the means per probe, 500 and 50
+    assert main(["compare", "--data", str(data), "--summarizer-model", "x", "--quiet"]) == 2
+    assert "--summarizer-model needs --model" in capsys.readouterr().err
+
+
 def test_jobs_give_the_same_results(tmp_path: Path, data_dir: Path) -> None:
     source = data_dir / "taubench" / "gpt-4o-airline-dev.json"
     small = tmp_path / "tau.json"

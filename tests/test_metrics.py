@@ -10,12 +10,14 @@ from typing import Any, ClassVar
 import pytest
 
 from ctxlab import Budget, Conversation, Message, ToolCall, get_counter
+from ctxlab.errors import UsageError
 from ctxlab.harness import compare
 from ctxlab.messages import Source
 from ctxlab.metrics import get_metric, names
 from ctxlab.metrics.text import content_words, normalise
 from ctxlab.strategies.base import BaseStrategy, Pruned
 from ctxlab.tokens import TokenCounter
+from ctxlab.usage import Usage
 
 COUNTER = get_counter()
 
@@ -47,8 +49,25 @@ class LastN(BaseStrategy):
         return _pruned(conversation, conversation.messages[-self.n :], budget, counter, self.label)
 
 
+@dataclass(frozen=True, kw_only=True)
+class Spender(BaseStrategy):
+    """Sends everything and reports its own LLM calls: `spend` prompt tokens per probe."""
+
+    name: ClassVar[str] = "spender"
+    spend: int = 1000
+
+    def _prune(self, conversation: Conversation, budget: Budget, counter: TokenCounter) -> Pruned:
+        usage = Usage(input_tokens=self.spend, output_tokens=self.spend // 10)
+        return _pruned(conversation, conversation.messages, budget, counter, self.label, usage)
+
+
 def _pruned(
-    conv: Conversation, sent: Sequence[Message], budget: Budget, counter: TokenCounter, label: str
+    conv: Conversation,
+    sent: Sequence[Message],
+    budget: Budget,
+    counter: TokenCounter,
+    label: str,
+    extra: Usage | None = None,
 ) -> Pruned:
     return Pruned(
         conversation=conv,
@@ -56,6 +75,7 @@ def _pruned(
         tokens=counter.count_messages(sent),
         budget=budget,
         strategy=label,
+        extra_usage=extra or Usage(),
     )
 
 
@@ -155,6 +175,24 @@ def test_evidence_recall_by_construction() -> None:
     assert df["evidence_recall_temporal"].iloc[2] == 0.0
     assert math.isnan(df["evidence_recall_temporal"].iloc[0])
     assert math.isnan(df["evidence_recall_open_domain"].iloc[2])  # q5 has no evidence
+
+
+def test_questions_with_evidence_beyond_a_prefix_never_apply() -> None:
+    # The prefix of 3 messages keeps every annotation: q4's evidence (D3) is cut off, and
+    # q6's (D0 and D3) only partly. Neither may apply, nor shrink to the evidence left.
+    q6 = {"question": "q6", "answer": "blue", "category": 4, "evidence": ["D0", "D3"]}
+    six = [*QUESTIONS, q6]
+    prefix = _conv(TEXTS, questions=six).prefix(3)
+    df = _run(prefix, KeepIds(ids=("D2",)), ["evidence_recall", "answer_presence"], [2, 3])
+    assert df["evidence_questions"].tolist() == [1, 2]  # q1; q1 and q2
+    assert df["evidence_recall"].tolist() == [0.0, 0.25]
+    assert math.isnan(df["evidence_recall_temporal"].iloc[1])  # q4 is not asked
+    # At the prefix's end q1, q2 and q5 (no evidence: the end) apply; none is sent whole.
+    assert df["answer_presence"].tolist() == [0.0, 0.0]
+    whole = _run(prefix, LastN(n=99), ["answer_presence"], [3])
+    # All three present ("tower red" straddles D0|D1); counting q4 ("blue whale", cut off)
+    # would give 3 of 4, and q6 would be a fifth.
+    assert whole["answer_presence"].tolist() == [1.0]
 
 
 def test_answer_presence_normalises_and_reads_the_whole_context() -> None:
@@ -284,3 +322,28 @@ def test_cost_usd_prices_every_probe_and_the_prompt_cache() -> None:
     assert df["cost_usd"].tolist() == pytest.approx([plain[0], plain[0] + plain[1]])
     assert df["cost_usd_cached"].tolist() == pytest.approx([cached[0], cached[0] + cached[1]])
     assert df["cost_usd_cached"].iloc[1] < df["cost_usd"].iloc[1]
+
+
+def test_cost_usd_prices_the_strategys_own_calls_at_the_summarizer_model() -> None:
+    from ctxlab.providers.pricing import cost_usd
+
+    conv = _conv(["word " * 800, "reply " * 400, "more " * 300, "end"])
+    sent = [COUNTER.count_messages(conv.messages[:2]), COUNTER.count_messages(conv.messages)]
+    own = Usage(input_tokens=1000, output_tokens=100)
+
+    def bill(summarizer: str | None) -> list[float]:
+        report = compare(
+            conv, [Spender()], [100_000], metrics=["cost_usd", "extra_input_tokens"],
+            probes=[2, 4], model="gpt-4o", summarizer_model=summarizer, progress=False,
+        )  # fmt: skip
+        assert report.meta["summarizer_model"] == (summarizer or "gpt-4o")
+        return list(report.df["cost_usd"])
+
+    requests = [cost_usd(Usage(input_tokens=n), "gpt-4o") for n in sent]
+    for model in ("gpt-4o-mini", None):
+        calls = cost_usd(own, model or "gpt-4o")
+        expected = [requests[0] + calls, requests[0] + requests[1] + 2 * calls]
+        assert bill(model) == pytest.approx(expected), model
+    assert bill("gpt-4o-mini")[-1] < bill(None)[-1]
+    with pytest.raises(UsageError, match="needs model="):
+        compare(conv, [Spender()], [100_000], summarizer_model="gpt-4o-mini", progress=False)

@@ -54,9 +54,9 @@ def _evidence_recall(conv: Conversation, context: Sequence[Message], k: int) -> 
     kept = _verbatim(conv, context, k)
     scores = []
     for q in conv.annotations["questions"]:
-        evidence = {e for e in q["evidence"] if e in ids}
-        if q["category"] == 5 or not evidence or max(ids.index(e) for e in evidence) >= k:
-            continue
+        evidence = set(q["evidence"])
+        if q["category"] == 5 or not evidence or not evidence <= set(ids[:k]):
+            continue  # evidence missing from the conversation (a prefix) is never "before k"
         scores.append(len(evidence & kept) / len(evidence))
     return sum(scores) / len(scores) if scores else math.nan
 
@@ -67,8 +67,8 @@ def _answer_presence(conv: Conversation, context: Sequence[Message], k: int) -> 
     hits = []
     for q in conv.annotations["questions"]:
         answer = _norm(str(q["answer"])) if q["answer"] is not None else ""
-        evidence = [ids.index(e) for e in q["evidence"] if e in ids]
-        applies = max(evidence) < k if evidence else k == len(ids)
+        evidence = set(q["evidence"])
+        applies = evidence <= set(ids[:k]) if evidence else k == len(ids)
         if q["category"] == 5 or not answer or not applies:
             continue
         hits.append(f" {answer} " in haystack)
@@ -169,6 +169,26 @@ def test_locomo_metrics_match_brute_force(tmp_path: Path) -> None:
         "dropped_content_coverage": _coverage,
     }
     assert _check(report, convs, tmp_path, brute) == len(report.df)
+
+
+def test_metrics_on_a_cut_short_conversation_match_brute_force(tmp_path: Path) -> None:
+    # The first three sessions of conv-26 (58 messages) keep every annotation of the whole
+    # conversation; questions with evidence beyond the cut must not count.
+    whole = datasets.load("locomo")[0]
+    k = max(i for i, m in enumerate(whole.messages) if m.meta["session"] <= 3) + 1
+    prefix = whole.prefix(k)
+    report = compare(prefix, ["token_window", "keep_all"], [1000, 100_000], probes="sessions",
+                     dump=tmp_path, progress=False)  # fmt: skip
+    brute = {"evidence_recall": _evidence_recall, "answer_presence": _answer_presence}
+    assert _check(report, [prefix], tmp_path, brute) == len(report.df)
+    ids = [m.id for m in whole.messages]
+    within = [
+        q for q in whole.annotations["questions"]
+        if q["category"] != 5 and q["evidence"] and max(ids.index(e) for e in q["evidence"]) < k
+    ]  # fmt: skip
+    end = report.df[report.df["probe"] == k]
+    assert (k, len(within)) == (58, 20)  # measured on conv-26
+    assert end["evidence_questions"].tolist() == [20.0] * 4
 
 
 def test_summaries_match_brute_force(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import time
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,60 @@ def test_summary_means_and_intervals() -> None:
     assert b["evidence_recall_lo"] == b["evidence_recall_hi"] == 1.0
     pd.testing.assert_frame_equal(
         table, report.summary(["evidence_recall", "cumulative_input_tokens"], seed=3)
+    )
+
+
+def test_summary_totals_additive_per_probe_quantities_per_conversation() -> None:
+    # A summarizer's spend at each of three probes (as measured on conv-26's first three
+    # sessions), then a second conversation, then one whose second probe failed (NaN).
+    spend = {"c0": [0.0, 1072.0, 2059.0], "c1": [500.0, 500.0], "c2": [100.0, np.nan]}
+    rows = [
+        {"dataset": "d", "conversation_id": c, "strategy": "s", "budget": 600, "probe": k,
+         "budget_ok": not np.isnan(v), "extra_input_tokens": v, "extra_output_tokens": v / 10,
+         "input_tokens": 500.0}
+        for c, values in spend.items() for k, v in enumerate(values, start=1)
+    ]  # fmt: skip
+    report = Report.from_rows(pd.DataFrame(rows))
+    row = report.summary(n_boot=200).iloc[0]
+    assert row["extra_input_tokens_total"] == pytest.approx((3131 + 1000) / 2)  # c2: unknown
+    assert row["extra_output_tokens_total"] == pytest.approx((313.1 + 100) / 2)
+    assert row["extra_input_tokens_lo"] < row["extra_input_tokens"] < row["extra_input_tokens_hi"]
+    assert row["extra_input_tokens"] == pytest.approx((3131 + 1000 + 100) / 6)  # per probe
+    assert row["extra_input_tokens_total_lo"] == pytest.approx(1000)  # resamples c0, c1
+    assert row["extra_input_tokens_total_hi"] == pytest.approx(3131)
+    assert row["input_tokens"] == 500.0 and "input_tokens_total" not in row  # per request
+    one = report.summary(["extra_input_tokens_total"], n_boot=0)
+    total = "extra_input_tokens_total"
+    assert list(one.columns[-3:]) == [total, f"{total}_lo", f"{total}_hi"]
+    alone = Report.from_rows(pd.DataFrame(rows[:3])).summary(["extra_input_tokens"], n_boot=0)
+    assert alone.loc[0, "extra_input_tokens_total"] == 3131  # not the 1,043.7 mean per probe
+    # Asked by name, any column has a total; `paired` compares conversations' totals.
+    sent = report.summary(["input_tokens_total"], n_boot=0).loc[0, "input_tokens_total"]
+    assert sent == pytest.approx((1500 + 1000 + 1000) / 3)
+    other = Report.from_rows(pd.DataFrame(rows).assign(strategy="t", extra_input_tokens=0.0))
+    both = Report.from_rows(pd.concat([report.df, other.df]))
+    diff = both.paired("s", "t", "extra_input_tokens_total", n_boot=0).iloc[0]
+    assert (diff["pairs"], diff["diff"]) == (2, pytest.approx(2065.5))
+
+
+def test_summary_is_vectorised() -> None:
+    rng = np.random.default_rng(1)
+    values = {(f"s{i}", b): [list(rng.random(12)) for _ in range(7)]
+              for i in range(4) for b in range(1000, 11000, 1000)}  # fmt: skip
+    report = _rows(values)  # 40 groups x 7 conversations x 12 probes
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        table = report.summary(["evidence_recall", "cumulative_input_tokens"], n_boot=0)
+        times.append(time.perf_counter() - start)
+    # Measured: 0.09-0.19 s with one sort per group and column, 5 ms vectorised.
+    assert len(table) == 40 and min(times) < 0.03, times
+    by = report.df.groupby(["strategy", "budget"], sort=False)
+    last = report.df.groupby(["strategy", "budget", "conversation_id"])["cumulative_input_tokens"]
+    expected = last.last().groupby(["strategy", "budget"], sort=False).mean()
+    assert table["evidence_recall"].tolist() == pytest.approx(by["evidence_recall"].mean().tolist())
+    assert table["cumulative_input_tokens"].tolist() == pytest.approx(
+        expected.loc[list(by.groups)].tolist()
     )
 
 

@@ -2,9 +2,13 @@
 
 With no options it runs every bundled dataset under every registered strategy (all run
 offline by default) at budgets 1000, 2000, 4000, 8000 and 16000 tokens, prints a compact
-summary table and writes ``ctxlab-results/results.csv``, the run record ``results.json`` next
-to it (ctxlab version, data file hashes, strategies with parameters, budgets, encoding, seed)
-and PNG plots.
+summary table (per strategy and budget: tokens per request and per conversation, what the
+strategies' own LLM calls spent per conversation when they made any, dollars per
+conversation with ``--model``, then compression, prefix stability and retention) and
+writes ``ctxlab-results/results.csv``, the run record ``results.json`` next to it (ctxlab
+version, data file hashes, strategies with parameters, budgets, encoding, seed) and PNG
+plots. ``--summarizer-model`` prices the strategies' own LLM calls at another model's rates
+than ``--model`` (a cheaper model summarizing for a larger one).
 """
 
 from __future__ import annotations
@@ -38,6 +42,14 @@ _RETENTION = {
     "action_argument_recall": "actions",
     "dropped_content_coverage": "coverage",
 }
+# Cost columns shown when they say something: (header, format). Extra tokens are what the
+# strategies' own LLM calls spent over a whole conversation (mean over conversations).
+_COSTS = {
+    "extra_input_tokens_total": ("extra in/conv", "{:,.0f}"),
+    "extra_output_tokens_total": ("extra out/conv", "{:,.0f}"),
+    "cost_usd": ("usd/conv", "{:.4f}"),
+}
+_EXTRA = frozenset({"extra_input_tokens_total", "extra_output_tokens_total"})
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -83,6 +95,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="model: its tokenizer (estimated for non-OpenAI models) and its prices for cost_usd",
     )
     add(
+        "--summarizer-model",
+        metavar="M",
+        help="price the strategies' own LLM calls (extra tokens) at this model's rates in "
+        "cost_usd (default: --model)",
+    )
+    add(
         "--out",
         type=Path,
         default=Path("ctxlab-results/results.csv"),
@@ -108,6 +126,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
     if any(b <= 0 for b in args.budget or ()):
         raise UsageError("--budget must be a positive number of tokens")
+    if args.summarizer_model and not args.model:
+        raise UsageError("--summarizer-model needs --model (the model the requests go to)")
     counter = get_counter(args.encoding) if args.encoding else None
     executor = _executor(args.jobs)
     try:
@@ -121,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
             executor=executor,
             progress=not args.quiet,
             model=args.model,
+            summarizer_model=args.summarizer_model,
             dump=args.dump,
         )
     finally:
@@ -185,23 +206,35 @@ def _print_table(report: Any, seed: int) -> None:
     kind = "estimated" if meta.get("token_counts") == "estimate" else "exact"
     print(f"token counts: {meta.get('encoding')} ({kind})" + _model_note(meta))
     for dataset, rows in table.groupby("dataset", sort=False):
-        shown = [c for c in _RETENTION if c in rows and rows[c].notna().any()]
+        costs = {c: h for c, (h, _) in _COSTS.items() if _shown(rows, c)}
+        shown = [c for c in _RETENTION if _shown(rows, c)]
         print(f"\n{dataset}: {int(rows['conversations'].max())} conversations")
-        head = ["strategy", "budget", "ok%", "tok/req", "tok/conv", "compr", "stable"]
-        lines = [head + [_RETENTION[c] for c in shown]]
+        head = ["strategy", "budget", "ok%", "tok/req", "tok/conv", *costs.values()]
+        lines = [[*head, "compr", "stable", *(_RETENTION[c] for c in shown)]]
         for _, r in rows.iterrows():
             lines.append(
                 [str(r["strategy"]), str(r["budget"]), _pct(r["budget_ok"]),
-                 _num(r["input_tokens"]), _num(r["cumulative_input_tokens"]),
-                 _frac(r.get("compression")), _frac(r.get("prefix_stability"))]
+                 _num(r["input_tokens"]), _num(r["cumulative_input_tokens"])]
+                + [_fmt(_COSTS[c][1], r[c]) for c in costs]
+                + [_frac(r.get("compression")), _frac(r.get("prefix_stability"))]
                 + [_frac(r[c]) for c in shown]
             )  # fmt: skip
         _print_rows(lines)
 
 
+def _shown(rows: Any, column: str) -> bool:
+    """Whether a column has something to say: a value, and for extra tokens, not only 0."""
+    if column not in rows or not rows[column].notna().any():
+        return False
+    return column not in _EXTRA or bool(rows[column].fillna(0).ne(0).any())
+
+
 def _model_note(meta: Any) -> str:
-    model = meta.get("model")
-    return f"; prices of {model}" if model else "; no --model: cost_usd is NaN"
+    model, summarizer = meta.get("model"), meta.get("summarizer_model")
+    if not model:
+        return "; no --model: cost_usd is NaN"
+    own = f", the strategies' own calls at {summarizer}'s" if summarizer != model else ""
+    return f"; prices of {model}{own}"
 
 
 def _print_rows(lines: Sequence[Sequence[str]]) -> None:
@@ -219,6 +252,10 @@ def _is_nan(value: Any) -> bool:
 
 def _pct(value: Any) -> str:
     return "-" if _is_nan(value) else f"{100 * value:.0f}%"
+
+
+def _fmt(spec: str, value: Any) -> str:
+    return "-" if _is_nan(value) else spec.format(value)
 
 
 def _num(value: Any) -> str:

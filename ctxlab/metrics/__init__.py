@@ -98,8 +98,13 @@ def names() -> list[str]:
     return list(_REGISTRY)
 
 
-def get_metric(name: str, *, model: str | None = None) -> Metric:
-    """The built-in metric called `name`; `model` prices ``cost_usd``.
+def get_metric(
+    name: str, *, model: str | None = None, summarizer_model: str | None = None
+) -> Metric:
+    """The built-in metric called `name`.
+
+    `model` prices the requests in ``cost_usd``, and `summarizer_model` (default: `model`)
+    the strategy's own LLM calls.
 
     Raises:
         UsageError: unknown name; the message lists the known ones.
@@ -107,10 +112,15 @@ def get_metric(name: str, *, model: str | None = None) -> Metric:
     cls = _REGISTRY.get(name)
     if cls is None:
         raise UsageError(f"unknown metric {name!r}; known metrics: {', '.join(names())}")
-    metric: Metric = cls(model=model) if cls is CostUsd else cls()
+    if cls is CostUsd:
+        metric: Metric = CostUsd(model=model, summarizer_model=summarizer_model)
+    else:
+        metric = cls()
     return metric
 
 
-def default_metrics(model: str | None = None) -> list[Metric]:
+def default_metrics(
+    model: str | None = None, *, summarizer_model: str | None = None
+) -> list[Metric]:
     """Every built-in metric (each one fills NaN where it does not apply)."""
-    return [get_metric(name, model=model) for name in names()]
+    return [get_metric(n, model=model, summarizer_model=summarizer_model) for n in names()]

@@ -39,9 +39,11 @@ __all__ = [
     "facts_for",
 ]
 
-#: How `Report.summary` aggregates a column: the mean over probes, or each conversation's
-#: value at its last probe (running totals such as cumulative tokens).
-Aggregate: TypeAlias = Literal["mean", "last"]
+#: How `Report.summary` aggregates a column: the mean over probes; each conversation's value
+#: at its last probe (running totals such as cumulative tokens); or each conversation's sum
+#: over its probes (additive per-probe quantities such as the strategy's own LLM tokens),
+#: shown as ``<column>_total`` beside the mean per probe.
+Aggregate: TypeAlias = Literal["mean", "last", "total"]
 #: One value per probe for each column a metric fills.
 Values: TypeAlias = Mapping[str, Sequence[float]]
 T = TypeVar("T")

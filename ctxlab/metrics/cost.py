@@ -63,9 +63,13 @@ class ExtraInputTokens(ProbeMetric):
     """``extra_input_tokens``: prompt tokens of the strategy's own LLM calls at this probe.
 
     From ``pruned.extra_usage`` (all prompt buckets); 0 for strategies that call no LLM.
+    A per-probe amount, not a running total: `Report.summary` gives its mean per probe and,
+    as ``extra_input_tokens_total``, the sum over a conversation's probes averaged over
+    conversations.
     """
 
     name = "extra_input_tokens"
+    aggregate: ClassVar[Aggregate] = "total"
 
     def value(self, cell: Cell, probe: Probe) -> float:
         """Summarizer prompt tokens spent at this probe."""
@@ -74,9 +78,13 @@ class ExtraInputTokens(ProbeMetric):
 
 
 class ExtraOutputTokens(ProbeMetric):
-    """``extra_output_tokens``: tokens the strategy's own LLM calls generated at this probe."""
+    """``extra_output_tokens``: tokens the strategy's own LLM calls generated at this probe.
+
+    Summarised like ``extra_input_tokens`` (``extra_output_tokens_total`` per conversation).
+    """
 
     name = "extra_output_tokens"
+    aggregate: ClassVar[Aggregate] = "total"
 
     def value(self, cell: Cell, probe: Probe) -> float:
         """Summarizer output tokens spent at this probe."""
@@ -125,18 +133,23 @@ class PrefixStability(ProbeMetric):
 class CostUsd(ProbeMetric):
     """``cost_usd``: dollars billed for the conversation up to and including this probe.
 
-    Each probe request is billed at `model`'s prices: its ``input_tokens`` at the input price
-    plus the strategy's own LLM calls (``extra_usage``); the model's reply is the same under
-    every strategy and is not counted. NaN when no model is given or the price table does not
-    know it. ``cost_usd_cached`` is the same bill when the prompt cache serves each request's
-    shared prefix with the previous one (`shared_prefix_tokens`, priced by
-    `ctxlab.providers.pricing.prompt_caching_cost`: prefixes under 1024 tokens are not cached).
+    Each probe request is billed at `model`'s prices: its ``input_tokens`` at the input price;
+    the strategy's own LLM calls (``extra_usage``, input and output) are billed at
+    `summarizer_model`'s prices, which default to `model`'s. The chat model's reply is the
+    same under every strategy and is not counted. NaN when no model is given or the price
+    table does not know one of the two models. ``cost_usd_cached`` is the same bill when the
+    prompt cache serves each request's shared prefix with the previous one
+    (`shared_prefix_tokens`, priced by `ctxlab.providers.pricing.prompt_caching_cost`:
+    prefixes under 1024 tokens are not cached).
 
     Attributes:
-        model: the model whose prices apply, e.g. ``gpt-4o-mini``.
+        model: the model whose prices apply to the requests, e.g. ``gpt-4o``.
+        summarizer_model: the model whose prices apply to the strategy's own calls, e.g.
+            ``gpt-4o-mini`` when a cheaper model summarizes; None: `model`.
     """
 
     model: str | None = None
+    summarizer_model: str | None = None
     name: ClassVar[str] = "cost_usd"
     aggregate: ClassVar[Aggregate] = "last"
 
@@ -147,13 +160,14 @@ class CostUsd(ProbeMetric):
 
     def compute(self, cell: Cell) -> Values:
         """Running dollar totals without and with prompt caching."""
+        extra_model = self.summarizer_model or self.model
         pricing = _pricing(self.model)
-        if pricing is None or self.model is None:
+        if self.model is None or extra_model is None or not (pricing and _pricing(extra_model)):
             nan = [NAN] * len(cell.probes)
             return {"cost_usd": nan, "cost_usd_cached": nan}
         plain, cached = [], []
         for probe, shared in zip(cell.probes, shared_prefix_tokens(cell), strict=True):
-            a, b = _probe_costs(pricing, self.model, probe, shared)
+            a, b = _probe_costs(pricing, (self.model, extra_model), probe, shared)
             plain.append(a)
             cached.append(b)
         return {
@@ -173,13 +187,18 @@ def _pricing(model: str | None) -> Any:
     return pricing if pricing.lookup(model) is not None else None
 
 
-def _probe_costs(pricing: Any, model: str, probe: Probe, shared: float) -> tuple[float, float]:
+def _probe_costs(
+    pricing: Any, models: tuple[str, str], probe: Probe, shared: float
+) -> tuple[float, float]:
+    """(plain, cached) dollars of one probe: the request at models[0], extras at models[1]."""
     if probe.pruned is None:
         return NAN, NAN
+    model, extra_model = models
     tokens, extra = probe.pruned.tokens, probe.pruned.extra_usage
-    plain = float(pricing.cost_usd(Usage(input_tokens=tokens) + extra, model))
+    own = float(pricing.cost_usd(extra, extra_model))
+    plain = float(pricing.cost_usd(Usage(input_tokens=tokens), model)) + own
     cache = pricing.prompt_caching_cost([tokens], [int(shared)], model)
-    return plain, float(cache.cached_usd) + float(pricing.cost_usd(extra, model))
+    return plain, float(cache.cached_usd) + own
 
 
 def shared_prefix_tokens(cell: Cell) -> list[float]:

@@ -2,8 +2,11 @@
 
 LoCoMo conversations carry ``annotations["questions"]``: question, answer, category (1
 multi-hop, 2 temporal, 3 open-domain, 4 single-hop, 5 adversarial) and evidence message ids.
-A question applies at probe k when all its resolvable evidence lies in ``messages[:k]``; a
-question without resolvable evidence applies only at the end of the conversation.
+A question applies at probe k when all its evidence lies in ``messages[:k]``; a question
+without evidence applies only at the end of the conversation. A question naming an evidence
+id that the conversation does not hold (in a prefix, `Conversation.prefix`, of a longer
+conversation: evidence after the cut) never applies: its evidence is not shrunk to what is
+there. (Ids the loader could not resolve at all are kept apart, in ``unresolved_evidence``.)
 Category 5 (adversarial: the gold answer is that the conversation does not say) is excluded.
 """
 
@@ -56,7 +59,8 @@ class _Questions:
     """Per-conversation question data, arrays indexed by question."""
 
     category: IntArray
-    last: IntArray  # position of the latest resolvable evidence turn, -1 when none
+    last: IntArray  # position of the latest evidence turn, -1 when none
+    outside: npt.NDArray[np.bool_]  # some evidence id is not in the conversation
     n_evidence: IntArray
     ev_question: IntArray  # flat (question, message) evidence pairs
     ev_message: IntArray
@@ -65,9 +69,11 @@ class _Questions:
 
 
 def _questions(facts: Facts) -> _Questions:
-    cat, last, n_ev, ev_q, ev_m, patterns = [], [], [], [], [], []
+    cat, last, n_ev, ev_q, ev_m, patterns, outside = [], [], [], [], [], [], []
     for q, item in enumerate(facts.conversation.annotations.get("questions") or ()):
-        positions = sorted({facts.index[e] for e in item.get("evidence") or () if e in facts.index})
+        evidence = item.get("evidence") or ()
+        positions = sorted({facts.index[e] for e in evidence if e in facts.index})
+        outside.append(any(e not in facts.index for e in evidence))
         cat.append(_category(item.get("category")))
         last.append(positions[-1] if positions else -1)
         n_ev.append(len(positions))
@@ -80,6 +86,7 @@ def _questions(facts: Facts) -> _Questions:
     return _Questions(
         category=arr(cat, dtype=np.int64),
         last=arr(last, dtype=np.int64),
+        outside=arr(outside, dtype=np.bool_),
         n_evidence=arr(n_ev, dtype=np.int64),
         ev_question=arr(ev_q, dtype=np.int64),
         ev_message=arr(ev_m, dtype=np.int64),
@@ -92,7 +99,8 @@ def _questions(facts: Facts) -> _Questions:
 class EvidenceRecall(ProbeMetric):
     """``evidence_recall``: share of the applying questions' evidence turns kept verbatim.
 
-    For each applying question (category 5 excluded) with resolvable evidence ids:
+    For each applying question (category 5 excluded; all its evidence ids in the
+    conversation and at or before the probe):
     |evidence messages sent verbatim| / |evidence messages|; averaged over the questions.
     This mirrors LoCoMo's official ``recall_acc``. Also per category
     (``evidence_recall_multi_hop``, ``_temporal``, ``_open_domain``, ``_single_hop``) and
@@ -119,7 +127,8 @@ class EvidenceRecall(ProbeMetric):
         return {col: [r[i] for r in rows] for i, col in enumerate(self.columns)}
 
     def _at(self, qs: _Questions, probe: Probe) -> list[float]:
-        applying = (qs.category != _ADVERSARIAL) & (qs.n_evidence > 0) & (qs.last < probe.k)
+        applying = (qs.category != _ADVERSARIAL) & ~qs.outside
+        applying &= (qs.n_evidence > 0) & (qs.last < probe.k)
         if probe.pruned is None or not applying.any():
             return [NAN] * (len(self._CATS) + 2)
         hits = np.bincount(
@@ -192,7 +201,9 @@ class AnswerPresence(ProbeMetric):
     whitespace collapsed), must occur as a contiguous word sequence in the normalised
     context text (the `full_text` of the context's messages joined by whitespace), so
     summaries and truncated messages count too. Category 5 and questions without an answer
-    are excluded. NaN when no question applies.
+    are excluded. A question applies under the rule of `EvidenceRecall` (all its evidence at
+    or before the probe), one without evidence at the end only. NaN when no question
+    applies.
     """
 
     name: ClassVar[str] = "answer_presence"
@@ -207,7 +218,7 @@ class AnswerPresence(ProbeMetric):
         qs = facts.memo("locomo.questions", _questions)
         ans = facts.memo("locomo.answers", _answers)
         at_end = probe.k == facts.n
-        applying = (qs.category != _ADVERSARIAL) & qs.has_answer
+        applying = (qs.category != _ADVERSARIAL) & qs.has_answer & ~qs.outside
         applying &= np.where(qs.n_evidence > 0, qs.last < probe.k, at_end)
         if not applying.any():
             return NAN

@@ -60,7 +60,9 @@ class Layout:
         lazy: counts are taken on demand (one prune) rather than all up front (a replay).
     """
 
-    def __init__(self, messages: Sequence[Message], counter: TokenCounter, *, lazy: bool = False):
+    def __init__(
+        self, messages: Sequence[Message], counter: TokenCounter, *, lazy: bool = False
+    ) -> None:
         self.messages = tuple(messages)
         n = len(self.messages)
         grouping = sendable_ends(self.messages)
@@ -292,8 +294,10 @@ class Selection:
         """One decision per message of the prefix."""
         lay, out = self.layout, []
         reasons = [self.drop_reason] * self.k
+        inside = [False] * self.k
         for a, b, why in self.ranges:
             reasons[a:b] = [why] * (b - a)
+            inside[a:b] = [True] * (b - a)
         closed = set(self.open)
         pins = set(self.pins)
         for i in range(self.k):
@@ -304,8 +308,7 @@ class Selection:
             elif lay.unit_end[i] == NEVER or i in closed:
                 out.append(_unsendable(i, m, i in lay.orphans))
             else:
-                kept = any(a <= i < b for a, b, _ in self.ranges)
-                action: Action = "kept" if kept else "dropped"
+                action: Action = "kept" if inside[i] else "dropped"
                 out.append(Decision(index=i, message_id=m.id, action=action, reason=reasons[i]))
         return out
 

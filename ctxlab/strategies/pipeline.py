@@ -47,7 +47,22 @@ class Pipeline(BaseStrategy):
       it (every step but ``keep_all`` and rewrites with ``fallback=None``), and
       `BudgetUnreachableError` comes from the first enforcing step.
     - Steps may be given as strategies or registry names; a replay replays the first step and
-      prunes each of its results with the later steps.
+      prunes each of its results with the later steps, with the same results as pruning each
+      prefix.
+
+    Replay cost: a `summarize` step right after the first one is not restarted at every probe.
+    Its input at a probe is the first step's output, which is mostly the previous probe's input
+    plus the new messages, except where the first step changed a message it had sent unchanged
+    before: masking turns the newest tool outputs into placeholders a few probes later, and a
+    tool call waiting for its results reappears once they arrive. The pipeline reads the first
+    step's results a few probes ahead (`LOOKAHEAD`), advances one shared summary walk only over
+    the leading messages that stay the same there, and walks the rest of each probe's input on
+    a copy of it (`ctxlab.strategies.summarize.Resumer`). The results are exactly those of
+    pruning each prefix, because a summary walk over a message list depends on nothing after
+    the messages walked, and a guess proven wrong (an earlier message changed after all)
+    restarts the walk. What stays per probe: the first step itself (masking rewrites the whole
+    prefix), the steps after the summary (they see only the short summarized context), and the
+    decisions, which are composed per probe when they are read.
     """
 
     name: ClassVar[str] = "pipeline"

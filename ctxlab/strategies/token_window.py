@@ -21,8 +21,10 @@ class TokenWindow(WindowStrategy):
       rather than inside it.
     - Raises `BudgetUnreachableError` when, and only when, the first system message and the
       newest user message alone exceed the budget.
-    - Cost: every message is counted once (cached); each prefix of a replay is answered with a
-      binary search over prefix sums, so a replay of n prefixes is O(n log n) plus the output.
+    - Cost: one `prune` counts only the pinned messages and the newest ones, back to the first
+      that does not fit (a cold trim of a long conversation to a small budget tokenizes little
+      of it). A replay counts every message once (cached) and answers each prefix with a binary
+      search over prefix sums, so a replay of n prefixes is O(n log n) plus the output.
     """
 
     name: ClassVar[str] = "token_window"

@@ -1,0 +1,7 @@
+"""``python -m ctxlab``: the same as the ``ctxlab`` command."""
+
+import sys
+
+from ctxlab.cli import main
+
+sys.exit(main())

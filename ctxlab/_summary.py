@@ -1,0 +1,115 @@
+"""The arithmetic behind `Report.summary`: units, pooled estimates and bootstrap intervals.
+
+A summary group is one (dataset, strategy, budget). Each column is reduced to *units*, each
+with a sum and a count, and a group's estimate is Σ sums / Σ counts over its units:
+
+- ``mean``: every probe's value; the units are the group's conversations, or its probes when
+  it holds a single conversation (so the estimate is the mean over probes);
+- ``last``: each conversation's value at its last probe (running totals);
+- ``total``: each conversation's sum over its probes, NaN when one of them is NaN (additive
+  per-probe quantities such as the strategy's own LLM tokens).
+
+The units of every group are computed in one pass over the whole table (`Groups`), then the
+percentile bootstrap draws whole units per group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal, TypeAlias
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+__all__ = ["Groups", "Kind", "bootstrap"]
+
+Kind: TypeAlias = Literal["mean", "last", "total"]
+FloatArray: TypeAlias = npt.NDArray[np.float64]
+IntArray: TypeAlias = npt.NDArray[np.int64]
+
+
+class Groups:
+    """A report's rows split into groups by `keys`, units per conversation found once.
+
+    Attributes:
+        keys: each group's key tuple, in order of first appearance.
+        conversations: distinct conversations per group.
+        probes: rows per group.
+    """
+
+    def __init__(self, df: pd.DataFrame, keys: Sequence[str]) -> None:
+        n = len(df)
+        self.gid: IntArray = df.groupby(list(keys), sort=False).ngroup().to_numpy(np.int64)
+        first = np.unique(self.gid, return_index=True)[1]
+        self.keys: list[tuple[object, ...]] = list(
+            df.iloc[first][list(keys)].itertuples(index=False, name=None)
+        )
+        # Conversation codes in sorted order, so units come out sorted as np.unique sorts them.
+        conv, names = pd.factorize(df["conversation_id"], sort=True)
+        self._n_conv = max(len(names), 1)
+        pair = self.gid * self._n_conv + conv
+        pairs, self._pair_of_row = np.unique(pair, return_inverse=True)
+        self._group_of_pair: IntArray = pairs // self._n_conv
+        groups = len(self.keys)
+        self.conversations: IntArray = np.bincount(self._group_of_pair, minlength=groups)
+        self.probes: IntArray = np.bincount(self.gid, minlength=groups)
+        # Where several conversations share a group they are the units, else single probes.
+        multi = (self.conversations >= 2)[self.gid]
+        unit = np.where(multi, conv, self._n_conv + np.arange(n))
+        self._mean_key = self.gid * (self._n_conv + n) + unit
+        self._mean_stride = self._n_conv + n
+        probe = df["probe"].to_numpy()
+        order = np.lexsort((np.arange(n), probe, self._pair_of_row))
+        ends = np.append(self._pair_of_row[order][1:] != self._pair_of_row[order][:-1], True)
+        self._last_row: IntArray = order[ends]  # per pair: its row at the last probe
+
+    def units(self, values: FloatArray, kind: Kind) -> tuple[IntArray, FloatArray, FloatArray]:
+        """(group, sum, count) of each unit holding a value, sorted by group then unit."""
+        if kind == "mean":
+            valid = ~np.isnan(values)
+            found, index = np.unique(self._mean_key[valid], return_inverse=True)
+            sums = _sums(index, values[valid], len(found))
+            counts = np.bincount(index, minlength=len(found)).astype(np.float64)
+            return found // self._mean_stride, sums, counts
+        if kind == "last":
+            per_pair = values[self._last_row]
+        else:
+            nan = np.isnan(values)
+            n = len(self._group_of_pair)
+            per_pair = _sums(self._pair_of_row, np.where(nan, 0.0, values), n)
+            per_pair[_sums(self._pair_of_row, nan.astype(np.float64), n) > 0] = np.nan
+        valid = ~np.isnan(per_pair)
+        return self._group_of_pair[valid], per_pair[valid], np.ones(int(valid.sum()))
+
+    def estimates(self, group: IntArray, sums: FloatArray, counts: FloatArray) -> FloatArray:
+        """Σ sums / Σ counts per group (NaN for a group without units)."""
+        total = _sums(group, sums, len(self.keys))
+        count = _sums(group, counts, len(self.keys))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out: FloatArray = total / count
+        return out
+
+
+def _sums(index: IntArray, weights: FloatArray, n: int) -> FloatArray:
+    """Σ weights per index value, for 0..n-1."""
+    return np.bincount(index, weights=weights, minlength=n).astype(np.float64, copy=False)
+
+
+def bootstrap(
+    sums: FloatArray, counts: FloatArray, rng: np.random.Generator, n_boot: int, conf: float
+) -> tuple[float, float]:
+    """Percentile interval of Σ sums / Σ counts, resampling units with replacement.
+
+    Each replicate draws the units anew, so it varies the same pooled mean as the estimate.
+    """
+    u = len(sums)
+    if n_boot <= 0 or u == 0:
+        return np.nan, np.nan
+    draws = rng.integers(0, u, size=(n_boot, u))
+    weights = np.bincount((np.arange(n_boot)[:, None] * u + draws).ravel(), minlength=n_boot * u)
+    weights = weights.reshape(n_boot, u).astype(np.float64)
+    reps = (weights @ sums) / (weights @ counts)
+    tail = (1 - conf) / 2 * 100
+    lo, hi = np.percentile(reps, [tail, 100 - tail])
+    return float(lo), float(hi)
