@@ -384,6 +384,8 @@ def test_export_loads_back_and_feeds_compare(proxy: ProxyProcess, tmp_path: Path
             )
         r = c.get(f"/v1/sessions/{sid}/export")
     assert r.status_code == 200 and r.headers["content-type"] == "application/x-ndjson"
+    # The server's store location (a path on its disk) never reaches a client.
+    assert json.loads(r.content)["source"] == {"dataset": "proxy", "path": None, "record": None}
     path = tmp_path / "export.jsonl"
     path.write_bytes(r.content)
     (conv,) = ctxlab.load(path)

@@ -18,6 +18,7 @@ reaches its own key's sessions.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import re
@@ -31,6 +32,7 @@ from starlette.responses import Response
 
 from ctxlab.errors import CtxlabError
 from ctxlab.formats.openai_jsonl import to_record
+from ctxlab.messages import Source
 from ctxlab.proxy.auth import ClientKey
 from ctxlab.proxy.chat import Exchange, chat_completion, finish
 from ctxlab.proxy.config import ProxyConfig, load_config
@@ -200,6 +202,8 @@ def _install_routes(app: FastAPI, state: ProxyState) -> None:
         conversation = await asyncio.to_thread(live.export)
         if not conversation.messages:
             raise _unknown_session(session_id)
+        # The store URL names a path on this server: clients get the dataset name only.
+        conversation = dataclasses.replace(conversation, source=Source(dataset="proxy"))
         line = json.dumps(to_record(conversation), ensure_ascii=False) + "\n"
         return Response(
             line.encode(),
