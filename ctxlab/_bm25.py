@@ -106,8 +106,13 @@ def _combine(n: int, tf: Any, at: Any, lens: Any, idf32: Any, weight: Any) -> li
     """Σ over terms of weight x float32(idf x tf part) per document, as bm25s computes them."""
     import numpy as np
 
-    part = tf / (_K1 * ((1 - _B) + _B * lens[at] / lens.mean()) + tf)
-    score = (idf32.astype(np.float64) * part).astype(np.float32)  # bm25s stores float32
+    # bm25s adds a float64 scalar to a float32 array: float64 under NumPy 2's promotion rules,
+    # float32 under NumPy 1's. Compute in whichever type that mix gives here.
+    mixed = np.result_type(np.float64(1.0), np.empty(0, dtype=np.float32))
+    tf = tf.astype(mixed)
+    length = (_K1 * ((1 - _B) + _B * lens[at] / lens.mean())).astype(mixed)
+    part = tf / (length + tf)
+    score = (idf32.astype(mixed) * part).astype(np.float32)  # bm25s stores float32
     totals = np.bincount(at, score.astype(np.float64) * weight, minlength=n)
     return [float(x) for x in totals]
 

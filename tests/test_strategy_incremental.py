@@ -34,7 +34,7 @@ from ctxlab.scoring import (
 )
 from ctxlab.strategies import get_strategy
 from ctxlab.strategies._tool_units import NEVER, sendable_ends, units_of
-from ctxlab.strategies._window import Layout
+from ctxlab.strategies._window import Layout, LazyLayout
 from ctxlab.strategies.mask_tool_outputs import placeholder_text
 from ctxlab.strategies.summarize import Summarize
 from ctxlab.tokens import TiktokenCounter, get_counter
@@ -142,7 +142,7 @@ def test_lazy_and_counted_layouts_select_the_same(name: str) -> None:
         eager = Layout(conv.messages, COUNTER)
         for share in (0.1, 0.3, 0.7, 1.2):
             budget = get_counter().count_messages(conv.messages[:1]) + int(whole * share)
-            lazy = Layout(conv.messages, COUNTER, lazy=True)
+            lazy = LazyLayout(conv.messages, COUNTER)
             try:
                 a = strategy._select(lazy, len(conv.messages), _budget(budget))
             except BudgetUnreachableError:

@@ -32,7 +32,7 @@ from ctxlab.strategies._tool_units import NEVER, sendable_ends
 from ctxlab.strategies.base import Action, BaseStrategy, Decision, Pruned
 from ctxlab.tokens import TokenCounter
 
-__all__ = ["NEVER", "Layout", "Selection", "WindowStrategy", "prefix_of"]
+__all__ = ["NEVER", "Layout", "LazyLayout", "Selection", "WindowStrategy", "prefix_of"]
 
 REPLY_PRIMING = 3  # the tokens count_messages adds to every request
 
@@ -52,17 +52,18 @@ def prefix_of(conv: Conversation, k: int) -> Conversation:
 
 
 class Layout:
-    """Tool-call units, pins and token counts of one conversation.
+    """Tool-call units, pins and token counts of one conversation, every message counted.
+
+    What a replay uses: each prefix is answered from prefix sums. `LazyLayout` answers the
+    same questions for one prune, counting only what it looks at.
 
     Attributes:
         messages: the conversation's messages.
         system: index of the first system message, or -1.
-        lazy: counts are taken on demand (one prune) rather than all up front (a replay).
+        counts: tokens of each message (`LazyLayout`: None until counted).
     """
 
-    def __init__(
-        self, messages: Sequence[Message], counter: TokenCounter, *, lazy: bool = False
-    ) -> None:
+    def __init__(self, messages: Sequence[Message], counter: TokenCounter) -> None:
         self.messages = tuple(messages)
         n = len(self.messages)
         grouping = sendable_ends(self.messages)
@@ -76,32 +77,28 @@ class Layout:
         self._starts = [u.start for u in self.units]
         self._span = max((u.end - u.start for u in self.units), default=0)
         self._straddle = self._straddle_ends(n)
-        self.lazy = lazy
         self._counter = counter
-        self._counts: list[int | None] = [None] * n
-        self.keep_cum: list[int] = []  # tokens of messages that are ever sendable, eager only
-        if not lazy:
-            self._count_all()
+        self.counts: list[int | None] = [None] * n
+        self.keep_cum: list[int] = []  # tokens of the messages that are ever sendable
+        self._all: list[int] = []
+        self._count()
+
+    def _count(self) -> None:
+        counts = self._all = self._counter.count_many(self.messages)
+        self.counts[:] = counts
+        self.keep_cum = [0] * (len(counts) + 1)
+        for i, c in enumerate(counts):
+            bad = self.unit_end[i] == NEVER
+            self.keep_cum[i + 1] = self.keep_cum[i] + (0 if bad else c)
 
     @cached_property
     def users(self) -> list[int]:
         """Indices of the user turns (user messages that are not tool output), ascending."""
         return [i for i, m in enumerate(self.messages) if _is_user_turn(m)]
 
-    def _count_all(self) -> None:
-        counts = self._counter.count_many(self.messages)
-        self._counts[:] = counts
-        self.keep_cum = [0] * (len(counts) + 1)
-        for i, c in enumerate(counts):
-            bad = self.unit_end[i] == NEVER
-            self.keep_cum[i + 1] = self.keep_cum[i] + (0 if bad else c)
-
     def count(self, i: int) -> int:
-        """Tokens of message i (counted on first use when lazy)."""
-        c = self._counts[i]
-        if c is None:
-            c = self._counts[i] = self._counter.count(self.messages[i])
-        return c
+        """Tokens of message i."""
+        return self._all[i]
 
     def _straddle_ends(self, n: int) -> list[int]:
         """For each cut s, the smallest end of a unit with start < s <= end (NEVER if none)."""
@@ -118,8 +115,6 @@ class Layout:
 
     def newest_user(self, k: int) -> int:
         """Index of the newest user message (not tool output) in ``messages[:k]``, or -1."""
-        if self.lazy and "users" not in self.__dict__:
-            return next((i for i in range(k - 1, -1, -1) if _is_user_turn(self.messages[i])), -1)
         pos = bisect.bisect_left(self.users, k)
         return self.users[pos - 1] if pos else -1
 
@@ -155,42 +150,25 @@ class Layout:
         """True when starting (or ending) a run at s splits no unit that is complete at k."""
         return self._straddle[s] >= k
 
-    def _weight(self, j: int, skip: Collection[int]) -> int:
-        """What message j adds to a run: its tokens, or 0 when never sendable or skipped."""
-        return 0 if self.unit_end[j] == NEVER or j in skip else self.count(j)
-
     def cost(self, a: int, b: int, skip: Sequence[int]) -> int:
         """Tokens of the sendable messages in [a, b), minus those at the indices in `skip`.
 
         `skip` lists pinned and open indices; they are never counted twice.
         """
-        if self.lazy:
-            return self._sum_lazy(a, b, skip)
         total = self.keep_cum[b] - self.keep_cum[a]
         for j in skip:
             if a <= j < b and self.unit_end[j] != NEVER:
-                total -= self.count(j)
-        return total
-
-    def _sum_lazy(self, a: int, b: int, skip: Collection[int]) -> int:
-        counts, ends, total = self._counts, self.unit_end, 0
-        for j in range(a, b):
-            if ends[j] != NEVER and j not in skip:
-                c = counts[j]
-                total += c if c is not None else self.count(j)
+                total -= self._all[j]
         return total
 
     def fit_suffix(self, k: int, room: int, lo: int, skip: Sequence[int]) -> int:
         """Smallest valid start s >= lo whose run [s, k) costs at most `room` tokens."""
-        if self.lazy:
-            left = self._walk_back(k, room, lo, skip)
-        else:
-            left = self._search_back(k, room, lo, skip)
+        left = self._fit_back(k, room, lo, skip)
         while left < k and not self.valid_cut(left, k):
             left += 1
         return left
 
-    def _search_back(self, k: int, room: int, lo: int, skip: Sequence[int]) -> int:
+    def _fit_back(self, k: int, room: int, lo: int, skip: Sequence[int]) -> int:
         left, right = lo, k  # cost(k, k) == 0 <= room
         while left < right:
             mid = (left + right) // 2
@@ -200,8 +178,57 @@ class Layout:
                 left = mid + 1
         return left
 
-    def _walk_back(self, k: int, room: int, lo: int, skip: Sequence[int]) -> int:
-        # Stops at the first message that does not fit: nothing older is ever counted.
+    def fit_prefix(self, a: int, b: int, k: int, room: int, skip: Sequence[int]) -> int:
+        """Largest valid end e <= b whose run [a, e) costs at most `room` tokens."""
+        left = self._fit_forward(a, b, room, skip)
+        while left > a and not self.valid_cut(left, k):
+            left -= 1
+        return left
+
+    def _fit_forward(self, a: int, b: int, room: int, skip: Sequence[int]) -> int:
+        left, right = a, b
+        while left < right:
+            mid = (left + right + 1) // 2
+            if self.cost(a, mid, skip) <= room:
+                left = mid
+            else:
+                right = mid - 1
+        return left
+
+
+class LazyLayout(Layout):
+    """A `Layout` for one prune: messages are counted when a selection first looks at them.
+
+    The runs are found by walking from their fixed end and stopping at the first message that
+    does not fit, so nothing beyond it is ever counted. Run costs only grow as a run gets
+    longer, so the walk stops where the binary search of `Layout` lands.
+    """
+
+    def _count(self) -> None:
+        pass  # on demand, see `count`
+
+    def count(self, i: int) -> int:
+        """Tokens of message i (counted on first use)."""
+        c = self.counts[i]
+        if c is None:
+            c = self.counts[i] = self._counter.count(self.messages[i])
+        return c
+
+    def newest_user(self, k: int) -> int:
+        """Index of the newest user message (not tool output) in ``messages[:k]``, or -1."""
+        if "users" in self.__dict__:  # sliding_window(max_turns=...) lists them anyway
+            return super().newest_user(k)
+        return next((i for i in range(k - 1, -1, -1) if _is_user_turn(self.messages[i])), -1)
+
+    def _weight(self, j: int, skip: Collection[int]) -> int:
+        """What message j adds to a run: its tokens, or 0 when never sendable or skipped."""
+        return 0 if self.unit_end[j] == NEVER or j in skip else self.count(j)
+
+    def cost(self, a: int, b: int, skip: Sequence[int]) -> int:
+        """Tokens of the sendable messages in [a, b), minus those at the indices in `skip`."""
+        return sum(self._weight(j, skip) for j in range(a, b))
+
+    def _fit_back(self, k: int, room: int, lo: int, skip: Sequence[int]) -> int:
         s, used, skipped = k, 0, frozenset(skip)
         while s > lo:
             used += self._weight(s - 1, skipped)
@@ -210,26 +237,14 @@ class Layout:
             s -= 1
         return s
 
-    def fit_prefix(self, a: int, b: int, k: int, room: int, skip: Sequence[int]) -> int:
-        """Largest valid end e <= b whose run [a, e) costs at most `room` tokens."""
-        if self.lazy:
-            left, used, skipped = a, 0, frozenset(skip)
-            while left < b:
-                used += self._weight(left, skipped)
-                if used > room:
-                    break
-                left += 1
-        else:
-            left, right = a, b
-            while left < right:
-                mid = (left + right + 1) // 2
-                if self.cost(a, mid, skip) <= room:
-                    left = mid
-                else:
-                    right = mid - 1
-        while left > a and not self.valid_cut(left, k):
-            left -= 1
-        return left
+    def _fit_forward(self, a: int, b: int, room: int, skip: Sequence[int]) -> int:
+        e, used, skipped = a, 0, frozenset(skip)
+        while e < b:
+            used += self._weight(e, skipped)
+            if used > room:
+                break
+            e += 1
+        return e
 
 
 def _is_user_turn(m: Message) -> bool:
@@ -346,7 +361,7 @@ class WindowStrategy(BaseStrategy):
         raise NotImplementedError
 
     def _prune(self, conversation: Conversation, budget: Budget, counter: TokenCounter) -> Pruned:
-        layout = Layout(conversation.messages, counter, lazy=True)
+        layout = LazyLayout(conversation.messages, counter)
         selection = self._select(layout, len(layout), budget)
         return selection.pruned(conversation, budget, self.label)
 

@@ -5,6 +5,10 @@ newest user message, key-string density and role, see `ctxlab.scoring.default_sc
 (a tool-calling assistant message with all its results, or any other single message) score the
 maximum of their members and are taken best first, skipping those that no longer fit, then
 sent in conversation order.
+
+A replay scores every prefix from statistics gathered once for the whole conversation
+(`ctxlab.scoring.prefix_scores`: per-message scores, BM25 term frequencies) instead of scoring
+each prefix from scratch; the scores are the same numbers, so replay and prune agree.
 """
 
 from __future__ import annotations
