@@ -239,9 +239,10 @@ class Source:
     record: int | None = None
 
     def __str__(self) -> str:
+        # The file name, not the whole path: short, and the same on every machine.
         parts = [self.dataset or "?"]
         if self.path:
-            parts.append(self.path)
+            parts.append(self.path.replace("\\", "/").rsplit("/", 1)[-1])
         return ":".join(parts) + (f"#{self.record}" if self.record is not None else "")
 
 

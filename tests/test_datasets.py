@@ -104,3 +104,9 @@ def test_inspect_errors(capsys: pytest.CaptureFixture[str]) -> None:
     bad = REPO / "tests" / "data" / "bad" / "unknown_role.jsonl"
     assert main(["inspect", str(bad)]) == 2
     assert "line 3" in capsys.readouterr().err
+
+
+def test_source_prints_the_file_name_not_the_machine_path() -> None:
+    conv = datasets.load("taubench")[0]
+    assert conv.source.path is not None and conv.source.path.endswith("gpt-4o-airline-dev.json")
+    assert str(conv.source) == "taubench:gpt-4o-airline-dev.json#0"
