@@ -15,14 +15,15 @@ percentile bootstrap draws whole units per group.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
-from typing import Literal, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-__all__ = ["Groups", "Kind", "bootstrap"]
+__all__ = ["Groups", "Kind", "Streams", "bootstrap", "cluster_bootstrap", "intervals"]
 
 Kind: TypeAlias = Literal["mean", "last", "total"]
 FloatArray: TypeAlias = npt.NDArray[np.float64]
@@ -61,7 +62,9 @@ class Groups:
         self._mean_stride = self._n_conv + n
         probe = df["probe"].to_numpy()
         order = np.lexsort((np.arange(n), probe, self._pair_of_row))
-        ends = np.append(self._pair_of_row[order][1:] != self._pair_of_row[order][:-1], True)
+        pairs_in_order = self._pair_of_row[order]
+        ends = np.ones(n, dtype=np.bool_)
+        ends[:-1] = pairs_in_order[1:] != pairs_in_order[:-1]
         self._last_row: IntArray = order[ends]  # per pair: its row at the last probe
 
     def units(self, values: FloatArray, kind: Kind) -> tuple[IntArray, FloatArray, FloatArray]:
@@ -113,3 +116,58 @@ def bootstrap(
     tail = (1 - conf) / 2 * 100
     lo, hi = np.percentile(reps, [tail, 100 - tail])
     return float(lo), float(hi)
+
+
+def cluster_bootstrap(
+    values: FloatArray, units: npt.NDArray[Any], rng: np.random.Generator, n_boot: int, conf: float
+) -> tuple[float, float, float]:
+    """Mean of the non-NaN values and a percentile CI resampling whole units."""
+    valid = ~np.isnan(values)
+    if not valid.any():
+        return np.nan, np.nan, np.nan
+    _, index = np.unique(units[valid], return_inverse=True)
+    sums = np.bincount(index, weights=values[valid]).astype(np.float64, copy=False)
+    counts = np.bincount(index).astype(np.float64)
+    lo, hi = bootstrap(sums, counts, rng, n_boot, conf)
+    return float(sums.sum() / counts.sum()), lo, hi
+
+
+class Streams:
+    """A group's random streams: one for per-probe and last-probe columns, one for totals.
+
+    Totals draw from their own stream so that adding them leaves every other interval as
+    it was.
+    """
+
+    def __init__(self, seed: int, key: tuple[object, ...]) -> None:
+        self._entropy = [seed, zlib.crc32(repr(key).encode())]
+        self._streams: dict[bool, np.random.Generator] = {}
+
+    def get(self, total: bool) -> np.random.Generator:
+        """The stream for ``total`` columns, or for the others."""
+        if total not in self._streams:
+            self._streams[total] = np.random.default_rng(self._entropy + [1] * total)
+        return self._streams[total]
+
+
+def intervals(
+    group: npt.NDArray[np.int64],
+    sums: FloatArray,
+    counts: FloatArray,
+    streams: Sequence[Streams],
+    kind: Kind,
+    n_boot: int,
+    conf: float,
+) -> tuple[FloatArray, FloatArray]:
+    """Per group, the bootstrap interval of its units (NaN without units or draws)."""
+    lo = np.full(len(streams), np.nan)
+    hi = np.full(len(streams), np.nan)
+    if n_boot <= 0:
+        return lo, hi
+    bounds = np.searchsorted(group, np.arange(len(streams) + 1))
+    for g, rng in enumerate(streams):
+        start, end = bounds[g], bounds[g + 1]
+        if end > start:
+            lo[g], hi[g] = bootstrap(sums[start:end], counts[start:end], rng.get(kind == "total"),
+                                     n_boot, conf)  # fmt: skip
+    return lo, hi

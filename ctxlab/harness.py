@@ -49,8 +49,8 @@ StrategiesLike: TypeAlias = Strategy | str | Iterable[Strategy | str]
 BudgetsLike: TypeAlias = Budget | int | Iterable[Budget | int]
 MetricsLike: TypeAlias = Iterable[Metric | str] | None
 
-# Tasks are grouped into batches of about this weight, so tiny conversations do not pay one
-# executor round trip each while long ones still spread over the workers.
+# Tasks are grouped into batches of at least this weight, so tiny conversations do not pay
+# one executor round trip each.
 _BATCH_WEIGHT = 8000
 _CORE_AGGREGATES = {"input_tokens": "mean", "budget_ok": "mean", "tokens_before": "mean"}
 
@@ -286,16 +286,44 @@ def _bar(total: int, progress: bool) -> Any:
     return tqdm(total=total, desc="compare", unit="cell", file=sys.stderr, disable=not progress)
 
 
-def _batches(tasks: Sequence[Task]) -> list[list[Task]]:
+def _batches(tasks: Sequence[Task], workers: int = 1) -> list[list[Task]]:
+    """Tasks grouped for the executor, heaviest batch first.
+
+    A conversation's tasks stay in one batch, so one worker computes its facts and the
+    strategies' caches once; only a conversation heavier than a worker's share of the
+    whole run is split, so that one long conversation still spreads over the workers.
+    """
+    cap = max(_BATCH_WEIGHT, sum(t.weight for t in tasks) // max(workers, 1))
+    by_conversation: dict[int, list[Task]] = {}
+    for task in tasks:
+        by_conversation.setdefault(id(task.conversation), []).append(task)
     batches: list[list[Task]] = []
     weight = _BATCH_WEIGHT
-    for task in tasks:
+    for group in by_conversation.values():
+        parts = _split(group, cap)
+        if len(parts) > 1:  # a heavy conversation: its parts go to different workers
+            batches += parts
+            weight = _BATCH_WEIGHT
+            continue
         if weight >= _BATCH_WEIGHT:
             batches.append([])
             weight = 0
-        batches[-1].append(task)
-        weight += task.weight
-    return batches
+        batches[-1] += group
+        weight += sum(t.weight for t in group)
+    return sorted(batches, key=lambda b: -sum(t.weight for t in b))
+
+
+def _split(group: list[Task], cap: int) -> list[list[Task]]:
+    """A conversation's tasks in parts of about `cap` weight (one part when lighter)."""
+    parts = -(-sum(t.weight for t in group) // cap)
+    size = -(-len(group) // parts)
+    return [group[i : i + size] for i in range(0, len(group), size)]
+
+
+def _workers(executor: Executor) -> int:
+    """How many workers an executor has (a guess for executors that do not say)."""
+    found = getattr(executor, "_max_workers", None)
+    return found if isinstance(found, int) and found > 0 else os.cpu_count() or 1
 
 
 def _execute(
@@ -309,7 +337,8 @@ def _execute(
                 results.update(run_batch(batch))
                 bar.update(len(batch))
         else:
-            futures = {executor.submit(run_batch, b): len(b) for b in _batches(tasks)}
+            batches = _batches(tasks, _workers(executor))
+            futures = {executor.submit(run_batch, b): len(b) for b in batches}
             try:
                 for future in concurrent.futures.as_completed(futures):
                     results.update(future.result())

@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
 
-from ctxlab._summary import Groups, Kind, bootstrap
+from ctxlab._summary import Groups, Kind, Streams, cluster_bootstrap, intervals
 from ctxlab.errors import MissingDependencyError, UsageError
 
 if TYPE_CHECKING:
@@ -53,7 +52,6 @@ COLUMNS: tuple[str, ...] = (
 #: The summary's group keys.
 KEYS: tuple[str, ...] = ("dataset", "strategy", "budget")
 _IDENTITY = ("dataset", "conversation_id", "strategy", "budget", "probe")
-# Running totals: summarised by each conversation's value at its last probe.
 # The summary columns a notebook shows (means only; CIs are in `summary()`).
 _HTML_COLUMNS = (
     "budget_ok",
@@ -68,11 +66,11 @@ _HTML_COLUMNS = (
     "action_argument_recall",
     "dropped_content_coverage",
 )
+# Running totals: summarised by each conversation's value at its last probe.
 _LAST = frozenset({"cumulative_input_tokens", "cost_usd", "cost_usd_cached", "prefix_stability"})
 # Additive per-probe quantities: summarised by each conversation's sum over its probes too.
 _TOTAL = frozenset({"extra_input_tokens", "extra_output_tokens"})
 _CELL = ("dataset", "conversation_id", "strategy", "budget")
-FloatArray = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -172,11 +170,11 @@ class Report:
         groups = Groups(self.df, KEYS)
         table: dict[str, Any] = {k: [key[i] for key in groups.keys] for i, k in enumerate(KEYS)}
         table.update(conversations=groups.conversations, probes=groups.probes)
-        rngs = [_Streams(seed, key) for key in groups.keys]
+        rngs = [Streams(seed, key) for key in groups.keys]
         for name, source, kind in wanted:
             values = self.df[source].to_numpy(np.float64, na_value=np.nan)
             group, sums, counts = groups.units(values, kind)
-            lo, hi = _intervals(group, sums, counts, rngs, kind, n_boot, confidence)
+            lo, hi = intervals(group, sums, counts, rngs, kind, n_boot, confidence)
             table.update({name: groups.estimates(group, sums, counts), f"{name}_lo": lo,
                           f"{name}_hi": hi})  # fmt: skip
         out: pd.DataFrame = pd.DataFrame(table)
@@ -235,7 +233,7 @@ class Report:
             if len(set(units)) < 2:
                 units = np.arange(len(diff))
             rng = np.random.default_rng([seed, zlib.crc32(repr((dataset, budget)).encode())])
-            est, lo, hi = _cluster_bootstrap(diff, units, rng, n_boot, confidence)
+            est, lo, hi = cluster_bootstrap(diff, units, rng, n_boot, confidence)
             rows.append(
                 {"dataset": dataset, "budget": budget, "metric": metric, "a": la, "b": lb,
                  "pairs": len(g), "conversations": g["conversation_id"].nunique(),
@@ -340,57 +338,3 @@ def _per_conversation(df: pd.DataFrame, column: str, kind: Kind) -> pd.DataFrame
         totals.reset_index(), on=list(_CELL), how="left"
     )
     return out
-
-
-def _cluster_bootstrap(
-    values: FloatArray, units: npt.NDArray[Any], rng: np.random.Generator, n_boot: int, conf: float
-) -> tuple[float, float, float]:
-    """Mean of the non-NaN values and a percentile CI resampling whole units."""
-    valid = ~np.isnan(values)
-    if not valid.any():
-        return np.nan, np.nan, np.nan
-    _, index = np.unique(units[valid], return_inverse=True)
-    sums = np.bincount(index, weights=values[valid]).astype(np.float64, copy=False)
-    counts = np.bincount(index).astype(np.float64)
-    lo, hi = bootstrap(sums, counts, rng, n_boot, conf)
-    return float(sums.sum() / counts.sum()), lo, hi
-
-
-class _Streams:
-    """A group's random streams: one for per-probe and last-probe columns, one for totals.
-
-    Totals draw from their own stream so that adding them leaves every other interval as
-    it was.
-    """
-
-    def __init__(self, seed: int, key: tuple[object, ...]) -> None:
-        self._entropy = [seed, zlib.crc32(repr(key).encode())]
-        self._streams: dict[bool, np.random.Generator] = {}
-
-    def get(self, total: bool) -> np.random.Generator:
-        if total not in self._streams:
-            self._streams[total] = np.random.default_rng(self._entropy + [1] * total)
-        return self._streams[total]
-
-
-def _intervals(
-    group: npt.NDArray[np.int64],
-    sums: FloatArray,
-    counts: FloatArray,
-    streams: Sequence[_Streams],
-    kind: Kind,
-    n_boot: int,
-    conf: float,
-) -> tuple[FloatArray, FloatArray]:
-    """Per group, the bootstrap interval of its units (NaN without units or draws)."""
-    lo = np.full(len(streams), np.nan)
-    hi = np.full(len(streams), np.nan)
-    if n_boot <= 0:
-        return lo, hi
-    bounds = np.searchsorted(group, np.arange(len(streams) + 1))
-    for g, rng in enumerate(streams):
-        start, end = bounds[g], bounds[g + 1]
-        if end > start:
-            lo[g], hi[g] = bootstrap(sums[start:end], counts[start:end], rng.get(kind == "total"),
-                                     n_boot, conf)  # fmt: skip
-    return lo, hi

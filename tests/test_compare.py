@@ -167,6 +167,32 @@ def test_same_report_with_any_executor(locomo: list[Conversation], tau: list[Con
     assert base.df["cost_usd"].notna().any()
 
 
+def test_batches_keep_a_conversations_tasks_in_one_worker(
+    locomo: list[Conversation], tau: list[Conversation]
+) -> None:
+    from ctxlab.harness import _batches, _Models, _plan
+
+    strategies = ["token_window", "mask_tool_outputs", "importance", "keep_all", "summarize"]
+    models = _Models(model=None, summarizer_model=None)
+    plan = _plan([*locomo[:4], *tau], strategies, [1000, 4000, 16000], None, "auto", None,
+                 models, None)  # fmt: skip
+    batches = _batches(plan.tasks, workers=2)
+    assert sorted(t.index for b in batches for t in b) == list(range(len(plan.tasks)))
+    homes = {}
+    for i, batch in enumerate(batches):
+        for task in batch:
+            assert homes.setdefault(task.conversation.id, i) == i  # one batch per conversation
+    weights = [sum(t.weight for t in b) for b in batches]
+    assert weights == sorted(weights, reverse=True)  # the heaviest start first
+    assert len({homes[c.id] for c in tau}) < len(tau)  # small conversations share batches
+    # A single long conversation still spreads over the workers; a small run is one batch.
+    budgets = [1000, 2000, 4000, 8000, 16000, 32000]
+    alone = _plan(locomo[0], strategies, budgets, None, "auto", None, models, None)
+    assert len(_batches(alone.tasks, workers=2)) == 2
+    small = _plan(locomo[0], strategies, [1000], None, "auto", None, models, None)
+    assert len(_batches(small.tasks, workers=2)) == 1
+
+
 def test_dump_writes_every_probe(tmp_path: Path, tau: list[Conversation]) -> None:
     report = compare(tau[:2], "token_window", [2000, 8000], dump=tmp_path, progress=False)
     files = sorted(tmp_path.rglob("*.jsonl"))

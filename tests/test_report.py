@@ -110,6 +110,8 @@ def test_summary_is_vectorised() -> None:
     assert table["cumulative_input_tokens"].tolist() == pytest.approx(
         expected.loc[list(by.groups)].tolist()
     )
+    empty = Report.from_rows(report.df.iloc[:0]).summary(["evidence_recall"])
+    assert empty.empty and "evidence_recall_hi" in empty.columns
 
 
 def test_bootstrap_interval_covers_the_true_mean_about_95_percent_of_the_time() -> None:

@@ -18,7 +18,10 @@ dropped_content_coverage       coverage     removed content words retold by rewr
 =============================  ===========  ==================================================
 
 Each metric's class docstring holds its exact definition. Where a metric does not apply
-(no annotations, nothing to measure) its value is NaN, never 0.
+(no annotations, nothing to measure) its value is NaN, never 0. ``cost_usd`` prices the
+strategy's own LLM calls at ``summarizer_model`` when one is given (`get_metric`), else at
+the requests' model. `Report.summary` gives the extra tokens both per probe and, as
+``extra_input_tokens_total`` / ``extra_output_tokens_total``, per conversation.
 """
 
 from __future__ import annotations

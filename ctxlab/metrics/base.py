@@ -17,6 +17,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import repeat
 from typing import Any, ClassVar, Literal, Protocol, TypeAlias, TypeVar, runtime_checkable
 
 import numpy as np
@@ -72,6 +73,7 @@ class Facts:
         self.index = {m.id: i for i, m in enumerate(conversation.messages)}
         self.by_object = {id(m): i for i, m in enumerate(conversation.messages)}
         self._memo: dict[str, Any] = {}
+        self._texts: dict[str, dict[str, Any]] = {}
 
     @property
     def n(self) -> int:
@@ -88,6 +90,19 @@ class Facts:
             value: T = self._memo[key]
         except KeyError:
             value = self._memo[key] = build(self)
+        return value
+
+    def per_text(self, key: str, text: str, build: Callable[[str], T]) -> T:
+        """``build(text)``, cached under (`key`, `text`) for this conversation.
+
+        For what metrics derive from the text of rewritten messages (summaries, truncations,
+        placeholders): the same ones recur across probes, budgets and strategies.
+        """
+        cache = self._texts.setdefault(key, {})
+        try:
+            value: T = cache[text]
+        except KeyError:
+            value = cache[text] = build(text)
         return value
 
 
@@ -149,14 +164,14 @@ class Probe:
             return np.zeros(0, dtype=np.int64)
         sent = self.pruned.messages
         # Strategies hand back the original objects, so identity finds almost every one.
-        by_object = self.facts.by_object
-        found = [by_object.get(id(m), -1) for m in sent]
+        found = np.fromiter(
+            map(self.facts.by_object.get, map(id, sent), repeat(-1)), np.int64, len(sent)
+        )
         originals, index = self.facts.conversation.messages, self.facts.index
-        for pos, i in enumerate(found):
-            if i < 0 or i >= self.k:
-                j = index.get(sent[pos].id, -1)
-                found[pos] = j if 0 <= j < self.k and originals[j] == sent[pos] else -1
-        return np.asarray(found, dtype=np.int64)
+        for pos in np.flatnonzero((found < 0) | (found >= self.k)).tolist():
+            j = index.get(sent[pos].id, -1)
+            found[pos] = j if 0 <= j < self.k and originals[j] == sent[pos] else -1
+        return found
 
     @cached_property
     def kept(self) -> npt.NDArray[np.bool_]:
@@ -164,6 +179,16 @@ class Probe:
         kept = np.zeros(self.facts.n, dtype=np.bool_)
         kept[self.order[self.order >= 0]] = True
         return kept
+
+    @cached_property
+    def context_key(self) -> tuple[Any, ...]:
+        """What identifies the probe's context: equal keys, equal contexts.
+
+        The prefix length, the verbatim originals by position (`order`), and the role, name,
+        content and tool calls of every other message (ids and meta aside).
+        """
+        others = tuple((m.role, m.name, m.content, m.tool_calls) for _, m in self.others)
+        return (self.k, self.order.tobytes(), others)
 
     @cached_property
     def others(self) -> tuple[tuple[int, Message], ...]:
@@ -261,12 +286,17 @@ class AsyncMetric(Protocol):
 class ProbeMetric:
     """Base for metrics computed one probe at a time: subclasses set `name`, write `value`.
 
-    Probes whose budget could not be met get NaN without calling `value`.
+    Probes whose budget could not be met get NaN without calling `value`. A subclass whose
+    value depends only on the probe's prefix length and context (`Probe.context_key`) sets
+    `by_context`: the value is then computed once per distinct context of a conversation
+    (contexts recur: at every budget the whole prefix fits in, under every strategy that
+    keeps the same messages).
     """
 
     name: ClassVar[str] = ""
     aggregate: ClassVar[Aggregate] = "mean"
     is_async: ClassVar[bool] = False
+    by_context: ClassVar[bool] = False
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -279,7 +309,23 @@ class ProbeMetric:
 
     def compute(self, cell: Cell) -> Values:
         """`value` at each probe; NaN where the strategy could not meet the budget."""
-        return {self.name: [NAN if p.pruned is None else self.value(cell, p) for p in cell.probes]}
+        if not self.by_context:
+            return {
+                self.name: [NAN if p.pruned is None else self.value(cell, p) for p in cell.probes]
+            }
+        # Keyed by the metric itself (frozen, so equal parameters give equal keys).
+        values: dict[Any, float] = cell.facts.memo("probe_values", lambda _: {})
+        out = []
+        for p in cell.probes:
+            if p.pruned is None:
+                out.append(NAN)
+                continue
+            key = (self, p.context_key)
+            found = values.get(key)
+            if found is None:
+                found = values[key] = self.value(cell, p)
+            out.append(found)
+        return {self.name: out}
 
     def value(self, cell: Cell, probe: Probe) -> float:
         """The metric at one probe whose `pruned` is set."""

@@ -14,7 +14,6 @@ import numpy as np
 
 from ctxlab.messages import Message
 from ctxlab.metrics.base import NAN, Aggregate, Cell, Probe, ProbeMetric, Values
-from ctxlab.tokens import TokenCounter
 from ctxlab.usage import Usage
 
 __all__ = [
@@ -211,13 +210,21 @@ def shared_prefix_tokens(cell: Cell) -> list[float]:
 
 
 def _shared_prefix(cell: Cell) -> list[float]:
+    # The same pair of contexts recurs at several budgets: measure each pair once.
+    known: dict[Any, int] = cell.facts.memo("cost.shared_prefix", lambda _: {})
     out: list[float] = []
     previous: Probe | None = None
     for probe in cell.probes:
         if probe.pruned is None:
             out.append(NAN)
             continue
-        out.append(0.0 if previous is None else float(_common_prefix(previous, probe, cell)))
+        if previous is None:
+            out.append(0.0)
+        else:
+            key = (previous.context_key, probe.context_key)
+            if key not in known:
+                known[key] = _common_prefix(previous, probe, cell)
+            out.append(float(known[key]))
         previous = probe
     return out
 
@@ -239,7 +246,7 @@ def _common_prefix(prev: Probe, cur: Probe, cell: Cell) -> int:
             break
         x, y = prev.pruned.messages[j], cur.pruned.messages[j]
         if not (x is y or _same(x, y)):
-            return total + _partial(x, y, counter)
+            return total + _partial(x, y, cell)
         total += counter.count(x)
         j += 1
     return total
@@ -249,18 +256,28 @@ def _same(x: Message, y: Message) -> bool:
     return (x.role, x.content, x.name, x.tool_calls) == (y.role, y.content, y.name, y.tool_calls)
 
 
-def _partial(x: Message, y: Message, counter: TokenCounter) -> int:
+def _partial(x: Message, y: Message, cell: Cell) -> int:
     """Common leading tokens of two different messages (0 for counters that cannot encode)."""
-    encode = getattr(counter, "encode", None)
+    encode = getattr(cell.facts.counter, "encode", None)
     if encode is None:
         return 0
-    sx, sy = _sequence(x, encode), _sequence(y, encode)
+    # Rewritten messages recur across probes and budgets: encode each one once.
+    cache: dict[tuple[Any, ...], list[int]] = cell.facts.memo("cost.sequences", lambda _: {})
+    sx, sy = (_cached_sequence(m, encode, cache) for m in (x, y))
     n = 0
     for p, q in zip(sx, sy, strict=False):
         if p != q:
             break
         n += 1
     return n
+
+
+def _cached_sequence(m: Message, encode: Any, cache: dict[tuple[Any, ...], list[int]]) -> list[int]:
+    key = (m.role, m.content, m.name, m.tool_calls)
+    found = cache.get(key)
+    if found is None:
+        found = cache[key] = _sequence(m, encode)
+    return found
 
 
 def _sequence(m: Message, encode: Any) -> list[int]:

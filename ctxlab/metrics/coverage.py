@@ -8,8 +8,9 @@ from typing import ClassVar
 import numpy as np
 import numpy.typing as npt
 
+from ctxlab.messages import Message
 from ctxlab.metrics.base import NAN, Cell, Facts, Probe, ProbeMetric
-from ctxlab.metrics.text import content_words, full_text
+from ctxlab.metrics.text import STOPWORDS, full_text, message_words, words_of
 
 __all__ = ["DroppedContentCoverage"]
 
@@ -27,8 +28,8 @@ def _words(facts: Facts) -> _Words:
     word: list[int] = []
     message: list[int] = []
     has = np.zeros(facts.n, dtype=np.bool_)
-    for i, m in enumerate(facts.conversation.messages):
-        found = sorted(content_words(full_text(m)))
+    for i, words in enumerate(message_words(facts)):
+        found = sorted(set(words) - STOPWORDS)
         has[i] = bool(found)
         word += [ids.setdefault(w, len(ids)) for w in found]
         message += [i] * len(found)
@@ -52,6 +53,7 @@ class DroppedContentCoverage(ProbeMetric):
     """
 
     name: ClassVar[str] = "dropped_content_coverage"
+    by_context: ClassVar[bool] = True
 
     def value(self, cell: Cell, probe: Probe) -> float:
         """|D ∩ S| / |D| at this probe."""
@@ -66,6 +68,15 @@ class DroppedContentCoverage(ProbeMetric):
         gone[words.word[in_prefix][removed[words.message[in_prefix]]]] = True
         told = np.zeros(len(words.ids), dtype=np.bool_)
         for _, m in probe.others:
-            hits = [words.ids[w] for w in content_words(full_text(m)) if w in words.ids]
-            told[hits] = True
+            told[_known(cell, words, m)] = True
         return float((gone & told).sum() / gone.sum())
+
+
+def _known(cell: Cell, words: _Words, message: Message) -> npt.NDArray[np.int64]:
+    """Ids of the conversation's content words that `message` holds (cached by text)."""
+
+    def find(_: str) -> npt.NDArray[np.int64]:
+        held = set(words_of(cell.facts, message)) - STOPWORDS
+        return np.asarray([words.ids[w] for w in held if w in words.ids], dtype=np.int64)
+
+    return cell.facts.per_text("coverage.known", full_text(message), find)

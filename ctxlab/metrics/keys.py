@@ -62,6 +62,7 @@ class KeyStringRecall(ProbeMetric):
     """
 
     name: ClassVar[str] = "key_string_recall"
+    by_context: ClassVar[bool] = True
 
     def value(self, cell: Cell, probe: Probe) -> float:
         """|F ∩ keys(context)| / |F| at this probe."""
@@ -72,8 +73,15 @@ class KeyStringRecall(ProbeMetric):
         held = np.zeros(len(keys.ids), dtype=np.bool_)
         held[keys.occ_key[probe.kept[keys.occ_message]]] = True
         for _, m in probe.others:
-            for key in key_strings(full_text(m)):
-                k = keys.ids.get(key)
-                if k is not None:
-                    held[k] = True
+            held[_known(cell.facts, keys, full_text(m))] = True
         return float(held[future].sum() / future.sum())
+
+
+def _known(facts: Facts, keys: _Keys, text: str) -> npt.NDArray[np.int64]:
+    """Ids of the conversation's key strings that `text` holds (cached by text)."""
+
+    def find(t: str) -> npt.NDArray[np.int64]:
+        found = [keys.ids.get(key) for key in key_strings(t)]
+        return np.asarray([k for k in found if k is not None], dtype=np.int64)
+
+    return facts.per_text("keys.known", text, find)

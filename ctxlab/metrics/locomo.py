@@ -12,17 +12,17 @@ Category 5 (adversarial: the gold answer is that the conversation does not say) 
 
 from __future__ import annotations
 
-import bisect
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
 
-from ctxlab.messages import Conversation, Message
+from ctxlab.messages import Conversation
+from ctxlab.metrics._answers import Answers, answers, search_context
 from ctxlab.metrics.base import NAN, Cell, Facts, Probe, ProbeMetric, Values
-from ctxlab.metrics.text import full_text, normalise
+from ctxlab.metrics.text import normalise
 
 __all__ = ["CATEGORIES", "AnswerPresence", "EvidenceRecall"]
 
@@ -49,7 +49,7 @@ def _category(value: Any) -> int:
     if isinstance(value, str) and not value.isdigit():
         return _BY_NAME.get(value.lower(), 0)
     try:
-        return int(value)
+        return max(int(value), 0)
     except (TypeError, ValueError):
         return 0
 
@@ -123,7 +123,16 @@ class EvidenceRecall(ProbeMetric):
     def compute(self, cell: Cell) -> Values:
         """Recall at every probe (NaN where none applies or the budget failed)."""
         qs = cell.facts.memo("locomo.questions", _questions)
-        rows = [self._at(qs, p) for p in cell.probes]
+        known: dict[Any, list[float]] = cell.facts.memo("probe_values", lambda _: {})
+        rows = []
+        for p in cell.probes:
+            if p.pruned is None:
+                rows.append(self._at(qs, p))
+                continue
+            key = (self, p.context_key)  # the same context gives the same recall
+            if key not in known:
+                known[key] = self._at(qs, p)
+            rows.append(known[key])
         return {col: [r[i] for r in rows] for i, col in enumerate(self.columns)}
 
     def _at(self, qs: _Questions, probe: Probe) -> list[float]:
@@ -136,61 +145,12 @@ class EvidenceRecall(ProbeMetric):
             weights=probe.kept[qs.ev_message].astype(np.float64),
             minlength=len(qs.category),
         )
-        recall = hits / np.maximum(qs.n_evidence, 1)
-        out = [float(recall[applying].mean())]
-        for c in self._CATS:
-            mask = applying & (qs.category == c)
-            out.append(float(recall[mask].mean()) if mask.any() else NAN)
-        out.append(float(applying.sum()))
-        return out
-
-
-@dataclass(frozen=True, kw_only=True)
-class _Answers:
-    """Where each answer occurs in the whole conversation's normalised text."""
-
-    words: tuple[tuple[str, ...], ...]  # normalised words of each message
-    has_words: npt.NDArray[np.bool_]
-    next_nonempty: IntArray  # next message with words, n when none
-    within_q: IntArray  # (question, message): the answer lies inside that message
-    within_m: IntArray
-    spans: tuple[tuple[int, tuple[int, ...]], ...]  # (question, messages it straddles)
-    multiword: tuple[bool, ...]
-
-
-def _answers(facts: Facts) -> _Answers:
-    qs = facts.memo("locomo.questions", _questions)
-    words = tuple(tuple(normalise(full_text(m)).split()) for m in facts.conversation.messages)
-    nonempty = [i for i, w in enumerate(words) if w]
-    texts = [" ".join(words[i]) for i in nonempty]
-    starts = list(np.cumsum([0] + [len(t) + 1 for t in texts[:-1]])) if texts else []
-    hay = " " + " ".join(texts) + " "
-    within_q: list[int] = []
-    within_m: list[int] = []
-    spans: list[tuple[int, tuple[int, ...]]] = []
-    for q, pattern in enumerate(qs.patterns):
-        pos = hay.find(pattern) if pattern else -1
-        while pos >= 0:
-            first = bisect.bisect_right(starts, pos) - 1
-            last = bisect.bisect_right(starts, pos + len(pattern) - 3) - 1
-            if first == last:
-                within_q.append(q)
-                within_m.append(nonempty[first])
-            else:
-                spans.append((q, tuple(nonempty[first : last + 1])))
-            pos = hay.find(pattern, pos + 1)
-    nxt = np.full(len(words) + 1, len(words), dtype=np.int64)
-    for i in range(len(words) - 1, -1, -1):
-        nxt[i] = i + 1 if i + 1 < len(words) and words[i + 1] else nxt[i + 1]
-    return _Answers(
-        words=words,
-        has_words=np.asarray([bool(w) for w in words], dtype=np.bool_),
-        next_nonempty=nxt[: len(words)],
-        within_q=np.asarray(within_q, dtype=np.int64),
-        within_m=np.asarray(within_m, dtype=np.int64),
-        spans=tuple(spans),
-        multiword=tuple(p.count(" ") > 2 for p in qs.patterns),
-    )
+        recall = (hits / np.maximum(qs.n_evidence, 1))[applying]
+        category = qs.category[applying]
+        sums = np.bincount(category, weights=recall, minlength=len(CATEGORIES) + 1)
+        counts = np.bincount(category, minlength=len(CATEGORIES) + 1)
+        per = [float(sums[c] / counts[c]) if counts[c] else NAN for c in self._CATS]
+        return [float(recall.sum() / len(recall)), *per, float(len(recall))]
 
 
 @dataclass(frozen=True)
@@ -207,6 +167,7 @@ class AnswerPresence(ProbeMetric):
     """
 
     name: ClassVar[str] = "answer_presence"
+    by_context: ClassVar[bool] = True
 
     def applies(self, conversation: Conversation) -> bool:
         """Conversations with LoCoMo questions."""
@@ -216,7 +177,7 @@ class AnswerPresence(ProbeMetric):
         """Share of applying questions whose normalised answer occurs in the context."""
         facts = cell.facts
         qs = facts.memo("locomo.questions", _questions)
-        ans = facts.memo("locomo.answers", _answers)
+        ans: Answers = facts.memo("locomo.answers", lambda f: answers(f, qs.patterns))
         at_end = probe.k == facts.n
         applying = (qs.category != _ADVERSARIAL) & qs.has_answer & ~qs.outside
         applying &= np.where(qs.n_evidence > 0, qs.last < probe.k, at_end)
@@ -225,88 +186,5 @@ class AnswerPresence(ProbeMetric):
         present = np.zeros(len(qs.patterns), dtype=np.bool_)
         present[ans.within_q[probe.kept[ans.within_m]]] = True
         if (applying & ~present).any():
-            _search_context(qs, ans, probe, applying, present)
-        return float(present[applying].mean())
-
-
-def _search_context(
-    qs: _Questions,
-    ans: _Answers,
-    probe: Probe,
-    applying: npt.NDArray[np.bool_],
-    present: npt.NDArray[np.bool_],
-) -> None:
-    """Find answers outside single verbatim messages: straddling, in rewritten messages.
-
-    An occurrence in the context either lies inside one message (verbatim ones are
-    precomputed), or straddles a junction between two messages with words. Junctions between
-    originally-adjacent verbatim messages are covered by the precomputed spans; every other
-    junction, and every rewritten message, is searched here.
-    """
-    assert probe.pruned is not None
-    order = probe.order
-    # Verbatim messages without words take no part in any occurrence: leave them out.
-    keep = (order < 0) | ans.has_words[np.maximum(order, 0)]
-    pos, orig = np.flatnonzero(keep), order[keep]
-    old = np.zeros(len(pos), dtype=np.bool_)
-    if len(pos) > 1:
-        a, b = orig[:-1], orig[1:]
-        old[1:] = (a >= 0) & (b >= 0) & (ans.next_nonempty[np.maximum(a, 0)] == b)
-    linked = np.zeros(len(ans.words), dtype=np.bool_)
-    linked[orig[:-1][old[1:]]] = True
-    for q, members in ans.spans:
-        if applying[q] and not present[q] and linked[list(members[:-1])].all():
-            present[q] = True
-    todo = [int(q) for q in np.flatnonzero(applying & ~present)]
-    if not todo:
-        return
-    words = _Words(ans, probe.pruned.messages, pos, orig)
-    for j in np.flatnonzero(orig < 0):
-        _mark(" " + " ".join(words[int(j)]) + " ", todo, qs, present)
-    # Only answers of two or more words can straddle a junction.
-    multi = [q for q in todo if ans.multiword[q] and not present[q]]
-    if multi:
-        width = max(qs.patterns[q].count(" ") - 2 for q in multi)
-        for j in np.flatnonzero(~old[1:]) + 1:
-            _mark(_junction(words, int(j), width), multi, qs, present)
-
-
-def _mark(text: str, todo: list[int], qs: _Questions, present: npt.NDArray[np.bool_]) -> None:
-    for q in todo:
-        if not present[q] and qs.patterns[q] in text:
-            present[q] = True
-
-
-class _Words:
-    """Normalised words of the context's j-th message with words (computed on demand)."""
-
-    def __init__(
-        self, ans: _Answers, sent: Sequence[Message], pos: IntArray, orig: IntArray
-    ) -> None:
-        self.ans, self.sent, self.pos, self.orig = ans, sent, pos, orig
-        self.cache: dict[int, tuple[str, ...]] = {}
-
-    def __len__(self) -> int:
-        return len(self.pos)
-
-    def __getitem__(self, j: int) -> tuple[str, ...]:
-        if self.orig[j] >= 0:
-            return self.ans.words[self.orig[j]]
-        if j not in self.cache:
-            self.cache[j] = tuple(normalise(full_text(self.sent[self.pos[j]])).split())
-        return self.cache[j]
-
-
-def _junction(words: _Words, j: int, width: int) -> str:
-    """Text of up to `width` words on each side of the junction before message `j`."""
-    left: list[str] = []
-    i = j - 1
-    while i >= 0 and len(left) < width:
-        left = list(words[i][-width:]) + left
-        i -= 1
-    right: list[str] = []
-    i = j
-    while i < len(words) and len(right) < width:
-        right += words[i][:width]
-        i += 1
-    return " " + " ".join(left[-width:] + right[:width]) + " "
+            search_context(ans, facts, probe, applying, present)
+        return np.count_nonzero(present & applying) / np.count_nonzero(applying)

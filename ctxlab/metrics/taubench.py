@@ -95,6 +95,7 @@ class ActionArgumentRecall(ProbeMetric):
     """
 
     name: ClassVar[str] = "action_argument_recall"
+    by_context: ClassVar[bool] = True
 
     def applies(self, conversation: Conversation) -> bool:
         """Conversations with ``gold_actions`` annotations (tau-bench)."""

@@ -9,10 +9,21 @@ removed, whitespace collapsed.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from ctxlab.messages import Message
 
-__all__ = ["STOPWORDS", "content_words", "full_text", "normalise"]
+if TYPE_CHECKING:
+    from ctxlab.metrics.base import Facts
+
+__all__ = [
+    "STOPWORDS",
+    "content_words",
+    "full_text",
+    "message_words",
+    "normalise",
+    "words_of",
+]
 
 # Anything that is neither a letter/digit nor whitespace, plus "_": Unicode punctuation and
 # symbols, so curly quotes and dashes go the same way as their ASCII forms.
@@ -52,3 +63,16 @@ def normalise(text: str) -> str:
 def content_words(text: str) -> set[str]:
     """Distinct normalised words of `text` that are not `STOPWORDS`."""
     return {w for w in normalise(text).split() if w not in STOPWORDS}
+
+
+def message_words(facts: Facts) -> tuple[tuple[str, ...], ...]:
+    """Normalised words of each message of the conversation (computed once per conversation)."""
+    return facts.memo(
+        "text.words",
+        lambda f: tuple(tuple(normalise(full_text(m)).split()) for m in f.conversation.messages),
+    )
+
+
+def words_of(facts: Facts, message: Message) -> tuple[str, ...]:
+    """Normalised words of any message, e.g. a summary (cached per conversation by text)."""
+    return facts.per_text("text.words", full_text(message), lambda t: tuple(normalise(t).split()))
