@@ -37,14 +37,17 @@ _METRICS: tuple[tuple[str, str], ...] = (
     ("key_string_recall", "{:.3f}"),
     ("action_argument_recall", "{:.3f}"),
     ("dropped_content_coverage", "{:.3f}"),
-    ("extra_input_tokens", "{:,.0f}"),
+    ("extra_input_tokens_total", "{:,.0f}"),
+    ("extra_output_tokens_total", "{:,.0f}"),
 )
 _NO_VALUE = "n/a"
 
 
 def _metrics_html(report: Report) -> str:
     """The explorer's metric table, from a report of one (conversation, strategy, budget)."""
-    row = report.summary([c for c, _ in _METRICS if c in report.df], n_boot=0).iloc[0]
+    # `x_total` columns are summary aggregates of the report's per-probe column `x`.
+    wanted = [c for c, _ in _METRICS if c.removesuffix("_total") in report.df]
+    row = report.summary(wanted, n_boot=0).iloc[0]
     cells = []
     for column, fmt in _METRICS:
         value = row.get(column)

@@ -237,10 +237,8 @@ def test_async_calls_stay_within_the_concurrency_limit() -> None:
             return self.complete(messages, **kwargs)
 
     qa = QAAccuracy(Slow(cycle=True, replies=["x"]), concurrency=3, progress=False, cache=False)
-    start = time.perf_counter()
     run(qa, conv26(), ["keep_all", "token_window"], [200, 419])
     assert peak == 3
-    assert time.perf_counter() - start < 30
 
 
 def test_sync_compute_gives_the_same_values_as_the_async_path() -> None:

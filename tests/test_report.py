@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import time
 from pathlib import Path
 from typing import Any
 
@@ -91,18 +90,14 @@ def test_summary_totals_additive_per_probe_quantities_per_conversation() -> None
     assert (diff["pairs"], diff["diff"]) == (2, pytest.approx(2065.5))
 
 
-def test_summary_is_vectorised() -> None:
+def test_summary_matches_a_plain_groupby() -> None:
     rng = np.random.default_rng(1)
     values = {(f"s{i}", b): [list(rng.random(12)) for _ in range(7)]
               for i in range(4) for b in range(1000, 11000, 1000)}  # fmt: skip
     report = _rows(values)  # 40 groups x 7 conversations x 12 probes
-    times = []
-    for _ in range(3):
-        start = time.perf_counter()
-        table = report.summary(["evidence_recall", "cumulative_input_tokens"], n_boot=0)
-        times.append(time.perf_counter() - start)
-    # Measured: 0.09-0.19 s with one sort per group and column, 5 ms vectorised.
-    assert len(table) == 40 and min(times) < 0.03, times
+    # Speed (5 ms here, from 0.09-0.19 s before vectorising) is a benchmark matter, not a test's.
+    table = report.summary(["evidence_recall", "cumulative_input_tokens"], n_boot=0)
+    assert len(table) == 40
     by = report.df.groupby(["strategy", "budget"], sort=False)
     last = report.df.groupby(["strategy", "budget", "conversation_id"])["cumulative_input_tokens"]
     expected = last.last().groupby(["strategy", "budget"], sort=False).mean()

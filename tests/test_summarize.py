@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import itertools
 import re
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -289,14 +288,12 @@ def test_parameters_are_validated() -> None:
         get_strategy("summarize", budget=3)
 
 
-def test_replay_over_a_locomo_conversation_takes_seconds() -> None:
+def test_replay_over_a_locomo_conversation_answers_every_session_end() -> None:
     conv = max(datasets.load("locomo"), key=lambda c: len(c.messages))
     strategy = Summarize(summarizer=ExtractiveSummarizer(key_weight=0.4999))  # cold cache
-    start = time.perf_counter()
     results = list(strategy.replay(conv, _session_ends(conv), 4000, COUNTER))
-    elapsed = time.perf_counter() - start
     assert len(results) == len(_session_ends(conv))
-    assert elapsed < 15, elapsed  # measured about 0.6 s
+    assert all(r.budget_ok for r in results)
 
 
 # -- the extractive summarizer ------------------------------------------------------------------
