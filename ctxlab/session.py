@@ -6,9 +6,10 @@ Three lines in a notebook::
     s.send("Hello!").text
     s.export()                      # a Conversation that compare() takes
 
-Each turn: load the stored history, add the new message(s), prune with the strategy, send the
-pruned messages to the provider, and, only once the reply is complete, store the new messages
-and the reply in one store transaction. A failed call, or a stream abandoned before its end,
+Each turn: lock the session and load its stored history (one store step), add the new
+message(s), prune with the strategy, send the pruned messages to the provider, and, only once
+the reply is complete, store the new messages and the reply and unlock the session in one store
+transaction. A failed call, or a stream abandoned before its end,
 stores nothing. Turns on one session are serialised by the store's lock, across threads, event
 loops and (for SQLite and Redis) processes.
 """
@@ -28,6 +29,7 @@ from ctxlab.errors import ProviderResponseError, UsageError
 from ctxlab.messages import Conversation, Message, Source, new_id
 from ctxlab.providers.base import Completion, Provider, TextDelta
 from ctxlab.stores import SessionKey, Store, open_store
+from ctxlab.stores.base import HeldSession, ahold_session, hold_session
 from ctxlab.strategies import get_strategy
 from ctxlab.strategies.base import Pruned, Strategy
 from ctxlab.tokens import TokenCounter, get_counter
@@ -131,41 +133,41 @@ class Session:
 
     def turn(self, new: NewMessages, **params: Any) -> Turn:
         """`send`, returning the whole `Turn` (reply, pruning decisions, stored messages)."""
-        with self._exclusive(), self.store.lock(self.key):
-            plan = self._plan(new, self.store.load(self.key))
+        with self._exclusive(), hold_session(self.store, self.key) as held:
+            plan = self._plan(new, held.history)
             completion = self.provider.complete(plan.pruned.messages, **self._call(params))
-            return self._commit(plan, completion)
+            return self._commit(held, plan, completion)
 
     async def aturn(self, new: NewMessages, **params: Any) -> Turn:
         """Asynchronous `turn`."""
-        async with self._aexclusive(), self.store.alock(self.key):
-            plan = self._plan(new, await self.store.aload(self.key))
+        async with self._aexclusive(), ahold_session(self.store, self.key) as held:
+            plan = self._plan(new, held.history)
             completion = await self.provider.acomplete(plan.pruned.messages, **self._call(params))
-            return await self._acommit(plan, completion)
+            return await self._acommit(held, plan, completion)
 
     def stream_turn(self, new: NewMessages, **params: Any) -> Iterator[str | Turn]:
         """`stream` that ends with the `Turn` (after the text deltas)."""
-        with self._exclusive(), self.store.lock(self.key):
-            plan = self._plan(new, self.store.load(self.key))
+        with self._exclusive(), hold_session(self.store, self.key) as held:
+            plan = self._plan(new, held.history)
             final: Completion | None = None
             for event in self.provider.stream(plan.pruned.messages, **self._call(params)):
                 if isinstance(event, TextDelta):
                     yield event.text
                 else:
                     final = event
-            yield self._commit(plan, _complete(final, self.provider))
+            yield self._commit(held, plan, _complete(final, self.provider))
 
     async def astream_turn(self, new: NewMessages, **params: Any) -> AsyncIterator[str | Turn]:
         """Asynchronous `stream_turn`."""
-        async with self._aexclusive(), self.store.alock(self.key):
-            plan = self._plan(new, await self.store.aload(self.key))
+        async with self._aexclusive(), ahold_session(self.store, self.key) as held:
+            plan = self._plan(new, held.history)
             final: Completion | None = None
             async for event in self.provider.astream(plan.pruned.messages, **self._call(params)):
                 if isinstance(event, TextDelta):
                     yield event.text
                 else:
                     final = event
-            yield await self._acommit(plan, _complete(final, self.provider))
+            yield await self._acommit(held, plan, _complete(final, self.provider))
 
     # -- the rest of the lifecycle -------------------------------------------------------------
 
@@ -255,14 +257,14 @@ class Session:
     def _call(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"model": self.model, **params} if self.model is not None else params
 
-    def _commit(self, plan: Plan, completion: Completion) -> Turn:
+    def _commit(self, held: HeldSession, plan: Plan, completion: Completion) -> Turn:
         turn = plan.finish(completion, self.counter)
-        self.store.append_turn(self.key, turn.stored, system=plan.new_system)
+        held.commit(turn.stored, system=plan.new_system)
         return self._done(plan, turn)
 
-    async def _acommit(self, plan: Plan, completion: Completion) -> Turn:
+    async def _acommit(self, held: HeldSession, plan: Plan, completion: Completion) -> Turn:
         turn = plan.finish(completion, self.counter)
-        await self.store.aappend_turn(self.key, turn.stored, system=plan.new_system)
+        await held.acommit(turn.stored, system=plan.new_system)
         return self._done(plan, turn)
 
     def _done(self, plan: Plan, turn: Turn) -> Turn:

@@ -349,3 +349,42 @@ def test_sending_inside_an_unfinished_stream_fails_fast() -> None:
 
     asyncio.run(run())
     assert [m.text for m in session.history] == ["one two three"] * 2 + ["four five"] * 2
+
+
+def test_sqlite_turn_takes_two_write_transactions(tmp_path: Path) -> None:
+    from ctxlab.stores.sqlite import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "s.db")
+    s = Session(ScriptedProvider(["a", "b"]), "token_window", BUDGET, store=store)
+    s.send("first")  # opens this thread's connection
+    statements: list[str] = []
+    store._conn().set_trace_callback(statements.append)
+    s.send("second")
+    begins = [x.split()[:2] for x in statements if x.upper().startswith("BEGIN")]
+    # lock + load in one, store the turn + unlock in the other; no separate read or release
+    assert begins == [["BEGIN", "IMMEDIATE"], ["BEGIN", "IMMEDIATE"]]
+    assert [m.text for m in s.history] == ["first", "a", "second", "b"]
+    assert store._acquire_lease(s.key, "next", 30), "the turn left its session locked"
+    store.close()
+
+
+def test_plain_store_protocol_still_works() -> None:
+    from ctxlab.stores import MemoryStore
+
+    class Plain:  # a Store by protocol only, no BaseStore: lock, load, append step by step
+        def __init__(self) -> None:
+            self._inner = MemoryStore()
+            self.url = "plain"
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._inner, name)
+
+    store = Plain()
+    for name in ("lock", "alock", "load", "aload", "append_turn", "aappend_turn"):
+        setattr(store, name, getattr(store._inner, name))
+    for name in ("list_sessions", "alist_sessions", "delete", "adelete", "close"):
+        setattr(store, name, getattr(store._inner, name))
+    s = Session(ScriptedProvider(["a", "b"]), "token_window", BUDGET, store=store)  # type: ignore[arg-type]
+    s.send("one")
+    asyncio.run(s.asend("two"))
+    assert [m.text for m in s.history] == ["one", "a", "two", "b"]

@@ -25,6 +25,7 @@ class Renewer:
         self._renew = renew
         self._ttl = ttl
         self._held: dict[str, SessionKey] = {}
+        self._closing: set[str] = set()  # leases being released by a commit
         self._mutex = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -39,10 +40,16 @@ class Renewer:
                 )
                 self._thread.start()
 
+    def closing(self, token: str) -> None:
+        """Keep renewing, but a failed renewal is now expected: a commit is releasing it."""
+        with self._mutex:
+            self._closing.add(token)
+
     def drop(self, token: str) -> None:
-        """Stop renewing this lease (call before releasing it)."""
+        """Stop renewing this lease (call before releasing it, or once a commit released it)."""
         with self._mutex:
             self._held.pop(token, None)
+            self._closing.discard(token)
 
     def stop(self) -> None:
         """End the thread (the store is closing)."""
@@ -65,7 +72,7 @@ class Renewer:
             log.warning("could not renew the lock of session %s: %s", key, exc)
             return
         with self._mutex:
-            still_held = self._held.get(token) is not None
+            still_held = token in self._held and token not in self._closing
             if not ok and still_held:
                 del self._held[token]
         if not ok and still_held:

@@ -46,11 +46,14 @@ class MemoryStore(BaseStore):
     ) -> None:
         """Append the messages of one turn atomically; `system` replaces the system message."""
         with self._mutex:
-            entry = self._sessions.setdefault(key, _Entry())
-            entry.messages.extend(messages)
-            if system is not None:
-                entry.system = system
-            entry.updated = time.time()
+            self._append(key, messages, system)
+
+    def _append(self, key: SessionKey, messages: Sequence[Message], system: Message | None) -> None:
+        entry = self._sessions.setdefault(key, _Entry())
+        entry.messages.extend(messages)
+        if system is not None:
+            entry.system = system
+        entry.updated = time.time()
 
     def load(self, key: SessionKey) -> list[Message]:
         """The session's messages in order, its system message first; empty when unknown."""
@@ -94,3 +97,14 @@ class MemoryStore(BaseStore):
         with self._mutex:
             if self._leases.get(key) == token:
                 del self._leases[key]
+
+    def _append_and_release(
+        self, key: SessionKey, token: str, messages: Sequence[Message], system: Message | None
+    ) -> bool:
+        # One critical section: no reader sees the turn stored while the lock still looks held.
+        with self._mutex:
+            self._append(key, messages, system)
+            if self._leases.get(key) != token:
+                return False
+            del self._leases[key]
+            return True

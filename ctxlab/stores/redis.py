@@ -36,6 +36,13 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+# Take the lease and, when won, read the history it guards: one round trip, one snapshot.
+_ACQUIRE_AND_LOAD = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {1, redis.call('HGET', KEYS[2], 'system'), redis.call('LRANGE', KEYS[3], 0, -1)}
+end
+return {0}
+"""
 
 
 def _redis_module() -> Any:
@@ -86,6 +93,7 @@ class RedisStore(BaseStore):
             ) from exc
         self._renew_script = self._client.register_script(_RENEW)
         self._release_script = self._client.register_script(_RELEASE)
+        self._acquire_script = self._client.register_script(_ACQUIRE_AND_LOAD)
 
     def _key(self, key: SessionKey, part: str) -> str:
         return f"{self.prefix}:s:{quote(key.owner, safe='')}:{quote(key.id, safe='')}:{part}"
@@ -100,17 +108,21 @@ class RedisStore(BaseStore):
         self, key: SessionKey, messages: Sequence[Message], *, system: Message | None = None
     ) -> None:
         """Append the messages of one turn in one MULTI/EXEC; `system` replaces the old one."""
-        now = time.time()
-        meta = self._key(key, "meta")
         with self._client.pipeline(transaction=True) as pipe:
-            if messages:
-                pipe.rpush(self._key(key, "msgs"), *[encode(m) for m in messages])
-            pipe.hsetnx(meta, "created_at", repr(now))
-            pipe.hset(meta, "updated_at", repr(now))
-            if system is not None:
-                pipe.hset(meta, "system", encode(system))
-            pipe.zadd(self._index(key.owner), {key.id: now})
+            self._queue_turn(pipe, key, messages, system)
             pipe.execute()
+
+    def _queue_turn(
+        self, pipe: Any, key: SessionKey, messages: Sequence[Message], system: Message | None
+    ) -> None:
+        now, meta = time.time(), self._key(key, "meta")
+        if messages:
+            pipe.rpush(self._key(key, "msgs"), *[encode(m) for m in messages])
+        pipe.hsetnx(meta, "created_at", repr(now))
+        pipe.hset(meta, "updated_at", repr(now))
+        if system is not None:
+            pipe.hset(meta, "system", encode(system))
+        pipe.zadd(self._index(key.owner), {key.id: now})
 
     def load(self, key: SessionKey) -> list[Message]:
         """The session's messages in order, its system message first; empty when unknown."""
@@ -118,8 +130,7 @@ class RedisStore(BaseStore):
             pipe.hget(self._key(key, "meta"), "system")
             pipe.lrange(self._key(key, "msgs"), 0, -1)
             system, bodies = pipe.execute()
-        head = [decode(system)] if system else []
-        return head + [decode(b) for b in bodies]
+        return _decode(system, bodies)
 
     def list_sessions(self, owner: str) -> list[SessionInfo]:
         """The owner's sessions, most recently updated first."""
@@ -160,11 +171,31 @@ class RedisStore(BaseStore):
     def _acquire_lease(self, key: SessionKey, token: str, ttl: float) -> bool:
         return bool(self._client.set(self._lock_key(key), token, nx=True, px=_ms(ttl)))
 
+    def _acquire_and_load(self, key: SessionKey, token: str, ttl: float) -> list[Message] | None:
+        keys = [self._lock_key(key), self._key(key, "meta"), self._key(key, "msgs")]
+        reply = self._acquire_script(keys=keys, args=[token, _ms(ttl)])
+        return _decode(reply[1], reply[2]) if reply[0] else None
+
+    def _append_and_release(
+        self, key: SessionKey, token: str, messages: Sequence[Message], system: Message | None
+    ) -> bool:
+        # The release script runs inside the turn's MULTI/EXEC: both apply, or neither.
+        with self._client.pipeline(transaction=True) as pipe:
+            self._queue_turn(pipe, key, messages, system)
+            self._release_script(keys=[self._lock_key(key)], args=[token], client=pipe)
+            *_, freed = pipe.execute()
+        return bool(freed)
+
     def _renew_lease(self, key: SessionKey, token: str, ttl: float) -> bool:
         return bool(self._renew_script(keys=[self._lock_key(key)], args=[token, _ms(ttl)]))
 
     def _release_lease(self, key: SessionKey, token: str) -> None:
         self._release_script(keys=[self._lock_key(key)], args=[token])
+
+
+def _decode(system: str | None, bodies: list[str]) -> list[Message]:
+    head = [decode(system)] if system else []
+    return head + [decode(b) for b in bodies]
 
 
 def _ms(seconds: float) -> int:

@@ -42,7 +42,8 @@ class SQLiteStore(BaseStore):
 
     Guarantees:
         - a turn is one ``BEGIN IMMEDIATE`` transaction: after a crash the file holds every
-          committed turn whole and nothing of an uncommitted one;
+          committed turn whole and nothing of an uncommitted one; a `Session` turn writes
+          twice: lock + load, then the turn + unlock (`begin_turn`);
         - WAL journal: readers never block the writer; with ``synchronous=NORMAL`` (default) a
           committed turn survives a process crash, and the file stays consistent on power loss
           (the newest turns may then be lost; pass ``synchronous="FULL"`` to fsync each turn);
@@ -77,6 +78,7 @@ class SQLiteStore(BaseStore):
             f"PRAGMA synchronous={synchronous}",
             f"PRAGMA busy_timeout={int(busy_timeout * 1000)}",
         )
+        self._busy_timeout = busy_timeout
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
@@ -90,8 +92,14 @@ class SQLiteStore(BaseStore):
         if conn is None:
             # Autocommit mode: transactions are opened explicitly with BEGIN IMMEDIATE so a
             # writer takes the write lock up front instead of failing on upgrade.
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            for pragma in self._pragmas:
+            conn = sqlite3.connect(
+                self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
+            )
+            # WAL is a property of the file: ask for it only when not yet set, since asking
+            # again can fail with "database is locked" (no busy wait) while another writes.
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                conn.execute(self._pragmas[0])
+            for pragma in self._pragmas[1:]:
                 conn.execute(pragma)
             self._local.conn = conn
             with self._all_lock:
@@ -149,24 +157,34 @@ class SQLiteStore(BaseStore):
         self, key: SessionKey, messages: Sequence[Message], *, system: Message | None = None
     ) -> None:
         """Append the messages of one turn in one transaction; `system` replaces the old one."""
-        bodies = [encode(m) for m in messages]
-        system_body = encode(system) if system is not None else None
-        now = time.time()
+        rows = self._turn_rows(messages, system)
         with self._write() as conn:
-            row = conn.execute(
-                "SELECT messages FROM sessions WHERE owner = ? AND id = ?", (key.owner, key.id)
-            ).fetchone()
-            start = row[0] if row else 0
-            conn.executemany(
-                "INSERT INTO messages VALUES (?, ?, ?, ?)",
-                [(key.owner, key.id, start + i, b) for i, b in enumerate(bodies)],
-            )
-            conn.execute(
-                "INSERT INTO sessions VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (owner, id) DO UPDATE "
-                "SET system = COALESCE(excluded.system, system), updated_at = excluded.updated_at,"
-                " messages = excluded.messages",
-                (key.owner, key.id, system_body, now, now, start + len(bodies)),
-            )
+            self._insert_turn(conn, key, *rows)
+
+    def _turn_rows(
+        self, messages: Sequence[Message], system: Message | None
+    ) -> tuple[list[str], str | None]:
+        # Encoded before the transaction opens, so the write lock is held only for SQL.
+        return [encode(m) for m in messages], encode(system) if system is not None else None
+
+    def _insert_turn(
+        self, conn: sqlite3.Connection, key: SessionKey, bodies: list[str], system: str | None
+    ) -> None:
+        now = time.time()
+        row = conn.execute(
+            "SELECT messages FROM sessions WHERE owner = ? AND id = ?", (key.owner, key.id)
+        ).fetchone()
+        start = row[0] if row else 0
+        conn.executemany(
+            "INSERT INTO messages VALUES (?, ?, ?, ?)",
+            [(key.owner, key.id, start + i, b) for i, b in enumerate(bodies)],
+        )
+        conn.execute(
+            "INSERT INTO sessions VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (owner, id) DO UPDATE "
+            "SET system = COALESCE(excluded.system, system), updated_at = excluded.updated_at,"
+            " messages = excluded.messages",
+            (key.owner, key.id, system, now, now, start + len(bodies)),
+        )
 
     def load(self, key: SessionKey) -> list[Message]:
         """The session's messages in order, its system message first; empty when unknown."""
@@ -174,17 +192,10 @@ class SQLiteStore(BaseStore):
         # One read transaction, so the system message and the turns come from one snapshot.
         conn.execute("BEGIN")
         try:
-            row = conn.execute(
-                "SELECT system FROM sessions WHERE owner = ? AND id = ?", (key.owner, key.id)
-            ).fetchone()
-            rows = conn.execute(
-                "SELECT body FROM messages WHERE owner = ? AND session = ? ORDER BY seq",
-                (key.owner, key.id),
-            ).fetchall()
+            stored = _read(conn, key)
         finally:
             conn.execute("COMMIT")
-        head = [decode(row[0])] if row and row[0] else []
-        return head + [decode(body) for (body,) in rows]
+        return _decode(*stored)
 
     def list_sessions(self, owner: str) -> list[SessionInfo]:
         """The owner's sessions, most recently updated first."""
@@ -217,15 +228,26 @@ class SQLiteStore(BaseStore):
     # -- lease locks (wall clock: leases are shared between processes) ---------------------------
 
     def _acquire_lease(self, key: SessionKey, token: str, ttl: float) -> bool:
-        now = time.time()
         with self._write(durable=False) as conn:
-            cur = conn.execute(
-                "INSERT INTO locks VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE "
-                "SET token = excluded.token, expires_at = excluded.expires_at "
-                "WHERE locks.expires_at <= ?",
-                (_lock_name(key), token, now + ttl, now),
+            return _take(conn, key, token, ttl)
+
+    def _acquire_and_load(self, key: SessionKey, token: str, ttl: float) -> list[Message] | None:
+        # One transaction: the lease and the history it guards, read while the lease is new.
+        with self._write(durable=False) as conn:
+            stored = _read(conn, key) if _take(conn, key, token, ttl) else None
+        return None if stored is None else _decode(*stored)
+
+    def _append_and_release(
+        self, key: SessionKey, token: str, messages: Sequence[Message], system: Message | None
+    ) -> bool:
+        # The turn and the release commit together (durably, like any turn).
+        rows = self._turn_rows(messages, system)
+        with self._write() as conn:
+            self._insert_turn(conn, key, *rows)
+            freed = conn.execute(
+                "DELETE FROM locks WHERE name = ? AND token = ?", (_lock_name(key), token)
             )
-            return cur.rowcount > 0
+            return freed.rowcount > 0
 
     def _renew_lease(self, key: SessionKey, token: str, ttl: float) -> bool:
         with self._write(durable=False) as conn:
@@ -238,6 +260,35 @@ class SQLiteStore(BaseStore):
     def _release_lease(self, key: SessionKey, token: str) -> None:
         with self._write(durable=False) as conn:
             conn.execute("DELETE FROM locks WHERE name = ? AND token = ?", (_lock_name(key), token))
+
+
+def _take(conn: sqlite3.Connection, key: SessionKey, token: str, ttl: float) -> bool:
+    """Take the lease inside an open write transaction; False while another holder has it."""
+    now = time.time()
+    cur = conn.execute(
+        "INSERT INTO locks VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE "
+        "SET token = excluded.token, expires_at = excluded.expires_at "
+        "WHERE locks.expires_at <= ?",
+        (_lock_name(key), token, now + ttl, now),
+    )
+    return cur.rowcount > 0
+
+
+def _read(conn: sqlite3.Connection, key: SessionKey) -> tuple[str | None, list[str]]:
+    """The stored system message and message bodies, inside an open transaction."""
+    row = conn.execute(
+        "SELECT system FROM sessions WHERE owner = ? AND id = ?", (key.owner, key.id)
+    ).fetchone()
+    rows = conn.execute(
+        "SELECT body FROM messages WHERE owner = ? AND session = ? ORDER BY seq",
+        (key.owner, key.id),
+    ).fetchall()
+    return (row[0] if row else None), [body for (body,) in rows]
+
+
+def _decode(system: str | None, bodies: list[str]) -> list[Message]:
+    head = [decode(system)] if system else []
+    return head + [decode(body) for body in bodies]
 
 
 def _lock_name(key: SessionKey) -> str:
