@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
+import distributed  # the 'dask' extra; the test command installs every extra, so never skipped
 import pandas as pd
-import pytest
 
 from ctxlab import datasets
 from ctxlab.harness import compare
-
-distributed = pytest.importorskip("distributed", reason="needs the 'dask' extra")
 
 
 def test_dask_executor_gives_the_same_report() -> None:

@@ -7,11 +7,8 @@ import sys
 import time
 from typing import Any
 
+import ipywidgets as w  # the 'notebooks' extra, installed by the test command: never skipped
 import pytest
-
-pytest.importorskip("ipywidgets")
-
-import ipywidgets as w
 
 import ctxlab
 from ctxlab import datasets, widgets
