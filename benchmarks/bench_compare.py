@@ -56,8 +56,8 @@ def _floor() -> tuple[float, int, int]:
 def _breakdown(strategies: list[str]) -> list[tuple[str, float, float]]:
     """Per strategy (warm, in-process): replays alone, and the whole compare cell."""
     from ctxlab import datasets, get_counter
-    from ctxlab._runner import probe_points, replay_probes
-    from ctxlab.harness import compare
+    from ctxlab.lab._runner import probe_points, replay_probes
+    from ctxlab.lab.harness import compare
     from ctxlab.strategies import get_strategy
 
     convs, counter = datasets.load("locomo"), get_counter()

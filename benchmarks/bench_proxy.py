@@ -1,6 +1,6 @@
 """Latency the ctxlab proxy adds in front of an upstream, next to LiteLLM's proxy, same run.
 
-Starts on 127.0.0.1: the stub upstream (``python -m ctxlab.proxy.stub``), ``ctxlab serve``
+Starts on 127.0.0.1: the stub upstream (``python -m ctxlab.live.proxy.stub``), ``ctxlab serve``
 (SQLite store by default) and, when its executable is given, LiteLLM's proxy on the same stub.
 Then, in interleaved rounds, sends requests at a fixed rate (open loop: request i leaves at
 ``i / rate`` s whatever the earlier ones are doing, at most ``--max-in-flight`` at a time) to:
@@ -243,7 +243,7 @@ def start_servers(args: argparse.Namespace, work: Path) -> dict[str, tuple[str, 
     """Start the stub, ctxlab (and LiteLLM); target name -> (url, process)."""
     stub_port, proxy_port = free_port(), free_port()
     stub = f"http://127.0.0.1:{stub_port}"
-    cmd = [sys.executable, "-m", "ctxlab.proxy.stub", "--port", str(stub_port)]
+    cmd = [sys.executable, "-m", "ctxlab.live.proxy.stub", "--port", str(stub_port)]
     stub_proc = start(cmd, stub + "/_stub/health", work / "stub.log")
     store = f"sqlite:///{work / 'bench.db'}" if args.store == "sqlite" else "memory"
     (work / "proxy.toml").write_text(ctxlab_config(proxy_port, stub_port, store))

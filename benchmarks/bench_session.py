@@ -24,10 +24,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ctxlab._config import data_dir
+from ctxlab.live.session import Session
+from ctxlab.live.stores import SessionKey, Store, open_store
 from ctxlab.messages import Message
 from ctxlab.providers.scripted import ScriptedProvider
-from ctxlab.session import Session
-from ctxlab.stores import SessionKey, Store, open_store
 from ctxlab.tokens import get_counter
 
 

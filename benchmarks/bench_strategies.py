@@ -343,8 +343,9 @@ def locomo_replays() -> None:
     the CPU time of the replays, one pass per strategy, with the summarizer's and BM25's
     memo caches emptied before each (so no strategy reuses another's summaries).
     """
-    from ctxlab import _bm25, summarizers
-    from ctxlab._runner import probe_points, replay_probes
+    from ctxlab import summarizers
+    from ctxlab.lab._runner import probe_points, replay_probes
+    from ctxlab.scoring import _bm25
 
     memos = (summarizers._cached, summarizers._count_text, summarizers._line_facts)
 

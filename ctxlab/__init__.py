@@ -20,8 +20,8 @@ from ctxlab.tokens import get_counter
 if TYPE_CHECKING:
     from ctxlab import datasets, providers, strategies, widgets
     from ctxlab.formats import load, save
-    from ctxlab.harness import Report, acompare, compare
-    from ctxlab.session import Session
+    from ctxlab.lab.harness import Report, acompare, compare
+    from ctxlab.live.session import Session
 
 __version__ = "0.1.0"
 
@@ -48,10 +48,10 @@ __all__ = [
 
 # name -> (module, attribute or None for the module itself)
 _LAZY: dict[str, tuple[str, str | None]] = {
-    "Report": ("ctxlab.harness", "Report"),
-    "Session": ("ctxlab.session", "Session"),
-    "acompare": ("ctxlab.harness", "acompare"),
-    "compare": ("ctxlab.harness", "compare"),
+    "Report": ("ctxlab.lab.harness", "Report"),
+    "Session": ("ctxlab.live.session", "Session"),
+    "acompare": ("ctxlab.lab.harness", "acompare"),
+    "compare": ("ctxlab.lab.harness", "compare"),
     "datasets": ("ctxlab.datasets", None),
     "load": ("ctxlab.formats", "load"),
     "providers": ("ctxlab.providers", None),

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from ctxlab.budget import Budget, as_budget
 from ctxlab.errors import InvariantError
 from ctxlab.messages import Conversation, Message
-from ctxlab.strategies.base import Decision, Pruned, as_conversation
+from ctxlab.pruned import Decision, Pruned, as_conversation
 from ctxlab.tokens import TokenCounter
 
 __all__ = ["MustKeep", "check", "must_keep", "required_tokens"]

@@ -321,6 +321,6 @@ class Conversation:
         )
 
     def _repr_html_(self) -> str:
-        from ctxlab._html import conversation_html
+        from ctxlab.widgets._html import conversation_html
 
         return conversation_html(self)

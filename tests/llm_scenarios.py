@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from ctxlab import datasets
-from ctxlab.harness import compare
-from ctxlab.llm_summarizer import LLMSummarizer
+from ctxlab.lab.harness import compare
+from ctxlab.lab.report import Report
 from ctxlab.messages import Conversation
 from ctxlab.providers import Cassette, Provider, get_provider
-from ctxlab.report import Report
 from ctxlab.strategies.summarize import Summarize
+from ctxlab.summarizers.llm import LLMSummarizer
 
 CASSETTES = Path(__file__).resolve().parent.parent / "data" / "cassettes"
 CASSETTE = CASSETTES / "locomo_summarize_smollm2.jsonl"
@@ -104,7 +104,7 @@ def replay_provider() -> Provider:
 
 def record() -> None:
     """Run the scenario against a fresh local server and write the cassette and expectations."""
-    from ctxlab.local_llm import LocalLLMServer
+    from ctxlab.providers.local_llm import LocalLLMServer
 
     CASSETTES.mkdir(parents=True, exist_ok=True)
     with LocalLLMServer() as server:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ctxlab.local_llm import LocalLLMMissingError, LocalLLMServer, check_installed
+from ctxlab.providers.local_llm import LocalLLMMissingError, LocalLLMServer, check_installed
 
 
 def _missing() -> str:

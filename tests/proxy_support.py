@@ -1,6 +1,6 @@
 """Real processes for the proxy tests: the stub upstream and ``ctxlab serve`` on 127.0.0.1.
 
-`stub_upstream` (session scope) runs ``python -m ctxlab.proxy.stub`` on a free port.
+`stub_upstream` (session scope) runs ``python -m ctxlab.live.proxy.stub`` on a free port.
 `ProxyProcess` writes a TOML config and runs ``python -m ctxlab.cli serve --config FILE`` as a
 real uvicorn server process; it can be stopped and started again on the same port and store.
 """
@@ -80,10 +80,10 @@ class Stub:
 
 @pytest.fixture(scope="session")
 def stub_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stub]:
-    """The stub upstream (see `ctxlab.proxy.stub`) for the whole run."""
+    """The stub upstream (see `ctxlab.live.proxy.stub`) for the whole run."""
     log = tmp_path_factory.mktemp("stub") / "stub.log"
     port = free_port()
-    cmd = [sys.executable, "-m", "ctxlab.proxy.stub", "--port", str(port)]
+    cmd = [sys.executable, "-m", "ctxlab.live.proxy.stub", "--port", str(port)]
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     try:

@@ -122,7 +122,7 @@ class StoreFactory:
         self.opened: list[Any] = []
 
     def open(self, **options: Any) -> Any:
-        from ctxlab.stores import open_store
+        from ctxlab.live.stores import open_store
 
         if self.kind == "memory" and self.opened and not options:
             return self.opened[0]

@@ -13,7 +13,7 @@ import pytest
 from ctxlab import get_counter
 from ctxlab.cli import main
 from ctxlab.formats.openai_chat import from_openai
-from ctxlab.report import COLUMNS
+from ctxlab.lab.report import COLUMNS
 
 
 def _jsonl(path: Path) -> Path:

@@ -16,9 +16,9 @@ import pytest
 
 from ctxlab import Budget, Conversation, Message, datasets
 from ctxlab.errors import UsageError
-from ctxlab.harness import Report, acompare, compare
-from ctxlab.metrics import Cell, ProbeMetric, Values
-from ctxlab.report import COLUMNS
+from ctxlab.lab.harness import Report, acompare, compare
+from ctxlab.lab.metrics import Cell, ProbeMetric, Values
+from ctxlab.lab.report import COLUMNS
 from ctxlab.strategies import get_strategy
 
 
@@ -170,7 +170,7 @@ def test_same_report_with_any_executor(locomo: list[Conversation], tau: list[Con
 def test_batches_keep_a_conversations_tasks_in_one_worker(
     locomo: list[Conversation], tau: list[Conversation]
 ) -> None:
-    from ctxlab.harness import _batches, _Models, _plan
+    from ctxlab.lab.harness import _batches, _Models, _plan
 
     strategies = ["token_window", "mask_tool_outputs", "importance", "keep_all", "summarize"]
     models = _Models(model=None, summarizer_model=None)
@@ -254,7 +254,7 @@ def test_ctxlab_compare_stays_the_function_after_submodules_are_imported(
     tau: list[Conversation],
 ) -> None:
     import ctxlab
-    import ctxlab.harness
+    import ctxlab.lab.harness
 
     assert ctxlab.compare is compare
     report = ctxlab.compare(tau[0], "token_window", 8000, probes="end", metrics=[], progress=False)

@@ -6,7 +6,7 @@ import distributed  # the 'dask' extra; the test command installs every extra, s
 import pandas as pd
 
 from ctxlab import datasets
-from ctxlab.harness import compare
+from ctxlab.lab.harness import compare
 
 
 def test_dask_executor_gives_the_same_report() -> None:

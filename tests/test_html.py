@@ -8,16 +8,16 @@ from html.parser import HTMLParser
 import pytest
 
 from ctxlab import datasets
-from ctxlab._html import (
+from ctxlab.budget import Budget
+from ctxlab.messages import Conversation, Message, ToolCall
+from ctxlab.strategies.base import Decision, Pruned
+from ctxlab.tokens import get_counter
+from ctxlab.widgets._html import (
     ACTION_COLOURS,
     ROLE_COLOURS,
     SYNTHETIC_COLOUR,
     conversation_html,
 )
-from ctxlab.budget import Budget
-from ctxlab.messages import Conversation, Message, ToolCall
-from ctxlab.strategies.base import Decision, Pruned
-from ctxlab.tokens import get_counter
 
 VOID = {"br", "hr", "img", "meta", "input", "wbr"}
 

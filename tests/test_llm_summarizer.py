@@ -12,14 +12,14 @@ import pytest
 
 from ctxlab import datasets
 from ctxlab.errors import ProviderHTTPError, ProviderResponseError, UsageError
-from ctxlab.harness import compare
-from ctxlab.llm_summarizer import LLMSummarizer
-from ctxlab.local_llm import LocalLLMServer
+from ctxlab.lab.harness import compare
 from ctxlab.messages import Conversation, Message
 from ctxlab.providers import ScriptedProvider, cost_usd, get_provider
+from ctxlab.providers.local_llm import LocalLLMServer
 from ctxlab.providers.scripted import ScriptedCall
 from ctxlab.strategies.summarize import Summarize
 from ctxlab.summarizers import ExtractiveSummarizer
+from ctxlab.summarizers.llm import LLMSummarizer
 from ctxlab.tokens import get_counter
 from ctxlab.usage import Usage
 

@@ -14,14 +14,14 @@ import httpx
 import pytest
 
 from ctxlab.errors import MissingDependencyError, ProviderConnectionError
-from ctxlab.local_llm import (
+from ctxlab.messages import Message
+from ctxlab.providers import Completion, TextDelta, get_provider
+from ctxlab.providers.local_llm import (
     LocalLLMMissingError,
     LocalLLMServer,
     free_port,
     smollm2_model_path,
 )
-from ctxlab.messages import Message
-from ctxlab.providers import Completion, TextDelta, get_provider
 
 CHAT = {
     "model": "smollm2",

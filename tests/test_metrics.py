@@ -11,10 +11,10 @@ import pytest
 
 from ctxlab import Budget, Conversation, Message, ToolCall, get_counter
 from ctxlab.errors import UsageError
-from ctxlab.harness import compare
+from ctxlab.lab.harness import compare
+from ctxlab.lab.metrics import get_metric, names
+from ctxlab.lab.metrics.text import content_words, normalise
 from ctxlab.messages import Source
-from ctxlab.metrics import get_metric, names
-from ctxlab.metrics.text import content_words, normalise
 from ctxlab.strategies.base import BaseStrategy, Pruned
 from ctxlab.tokens import TokenCounter
 from ctxlab.usage import Usage
@@ -136,7 +136,7 @@ def test_prefix_stability_counts_a_partly_shared_message_token_by_token() -> Non
     second = KeepIds(ids=("D2",), insert=((0, summary_b),))
     pa = first.prune(conv.prefix(2), 10_000, COUNTER)
     pb = second.prune(conv, 10_000, COUNTER)
-    from ctxlab.metrics.base import Cell, Facts, Probe
+    from ctxlab.lab.metrics.base import Cell, Facts, Probe
 
     facts = Facts(conv, COUNTER)
     cell = Cell(

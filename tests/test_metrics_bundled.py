@@ -19,8 +19,8 @@ import pytest
 
 from ctxlab import Conversation, Message, datasets, get_counter
 from ctxlab.formats.openai_chat import from_openai
-from ctxlab.harness import compare
 from ctxlab.keys import key_strings
+from ctxlab.lab.harness import compare
 from ctxlab.messages import thaw
 
 COUNTER = get_counter()
@@ -102,7 +102,7 @@ def _lcp(a: Sequence[Message], b: Sequence[Message]) -> int:
 
 
 def _coverage(conv: Conversation, context: Sequence[Message], k: int) -> float:
-    stop = __import__("ctxlab.metrics.text", fromlist=["STOPWORDS"]).STOPWORDS
+    stop = __import__("ctxlab.lab.metrics.text", fromlist=["STOPWORDS"]).STOPWORDS
     kept = _verbatim(conv, context, k)
     gone = {w for m in conv.messages[:k] if m.id not in kept for w in _norm(_text(m)).split()}
     gone -= stop

@@ -7,9 +7,10 @@ import io
 import pytest
 from matplotlib.figure import Figure
 
-from ctxlab import datasets, plots
+from ctxlab import datasets
 from ctxlab.errors import UsageError
-from ctxlab.harness import Report, compare
+from ctxlab.lab import plots
+from ctxlab.lab.harness import Report, compare
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from ctxlab.local_llm import LocalLLMServer
 from ctxlab.messages import Message
 from ctxlab.providers import Completion, TextDelta, get_provider
+from ctxlab.providers.local_llm import LocalLLMServer
 
 PROMPT = [
     Message(role="system", content="You answer in one short sentence."),

@@ -18,12 +18,12 @@ from ctxlab.errors import (
     ProviderHTTPError,
     ProviderResponseError,
 )
+from ctxlab.live.proxy.auth import KeyRing
+from ctxlab.live.proxy.config import KeyConfig, load_config, parse_config
+from ctxlab.live.proxy.errors import ProxyHTTPError, from_exception
+from ctxlab.live.proxy.limits import MemoryLimits, RedisLimits
+from ctxlab.live.proxy.wire import ChatRequest, Reply
 from ctxlab.providers.base import Completion
-from ctxlab.proxy.auth import KeyRing
-from ctxlab.proxy.config import KeyConfig, load_config, parse_config
-from ctxlab.proxy.errors import ProxyHTTPError, from_exception
-from ctxlab.proxy.limits import MemoryLimits, RedisLimits
-from ctxlab.proxy.wire import ChatRequest, Reply
 from ctxlab.usage import Usage
 
 ISSUE_CONFIG = """
@@ -286,13 +286,13 @@ def test_access_log_carries_message_content_only_in_debug(caplog: pytest.LogCapt
     import json
     import logging
 
+    from ctxlab.live.proxy.log import emit, request_record
     from ctxlab.messages import Message
-    from ctxlab.proxy.log import emit, request_record
 
     record = request_record(
         key="alice", session="s1", route="p/", model="m", status=200, latency_s=0.0123
     )
-    with caplog.at_level(logging.INFO, logger="ctxlab.proxy.access"):
+    with caplog.at_level(logging.INFO, logger="ctxlab.live.proxy.access"):
         emit(record)
         emit(record, debug_messages=[Message(role="user", content="secret words")])
     plain, debug = (json.loads(r.getMessage()) for r in caplog.records)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from proxy_support import ALICE, ProxyProcess, free_port
 
-from ctxlab.local_llm import LocalLLMServer
+from ctxlab.providers.local_llm import LocalLLMServer
 
 
 @pytest.fixture

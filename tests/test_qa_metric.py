@@ -15,19 +15,19 @@ import pytest
 
 from ctxlab import datasets
 from ctxlab.errors import UsageError
-from ctxlab.harness import acompare, compare
-from ctxlab.local_llm import LocalLLMServer
-from ctxlab.messages import Conversation, Message
-from ctxlab.metrics.qa import QAAccuracy
-from ctxlab.metrics.qa_score import (
+from ctxlab.lab.harness import acompare, compare
+from ctxlab.lab.metrics.qa import QAAccuracy
+from ctxlab.lab.metrics.qa_score import (
     adversarial_score,
     multi_hop_f1,
     normalise_answer,
     score,
     token_f1,
 )
+from ctxlab.lab.report import Report
+from ctxlab.messages import Conversation, Message
 from ctxlab.providers import Completion, ScriptedProvider
-from ctxlab.report import Report
+from ctxlab.providers.local_llm import LocalLLMServer
 from ctxlab.tokens import get_counter
 
 COUNTER = get_counter()
@@ -242,7 +242,7 @@ def test_async_calls_stay_within_the_concurrency_limit() -> None:
 
 
 def test_sync_compute_gives_the_same_values_as_the_async_path() -> None:
-    from ctxlab.metrics.base import Cell, Probe, facts_for
+    from ctxlab.lab.metrics.base import Cell, Probe, facts_for
     from ctxlab.strategies import get_strategy
 
     conv, budget = conv26(), 2000

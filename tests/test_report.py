@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from ctxlab.errors import MissingDependencyError, UsageError
-from ctxlab.report import COLUMNS, Report
+from ctxlab.lab.report import COLUMNS, Report
 
 
 def _rows(values: dict[tuple[str, int], list[list[float]]]) -> Report:

@@ -20,10 +20,10 @@ from redis_fixture import StoreFactory
 
 from ctxlab.budget import Budget
 from ctxlab.errors import BudgetUnreachableError, ProviderHTTPError, UsageError
+from ctxlab.live.session import Session
 from ctxlab.messages import Conversation, Message, ToolCall
 from ctxlab.providers.base import Completion, TextDelta
 from ctxlab.providers.scripted import ScriptedProvider
-from ctxlab.session import Session
 from ctxlab.strategies import get_strategy
 from ctxlab.tokens import get_counter
 
@@ -306,7 +306,7 @@ def test_export_is_a_comparable_conversation(stores: StoreFactory) -> None:
 
 def test_export_feeds_compare_and_save(tmp_path: Path, locomo_pairs: list[tuple[str, str]]) -> None:
     from ctxlab.formats import load, save
-    from ctxlab.harness import compare
+    from ctxlab.lab.harness import compare
 
     pairs = locomo_pairs[:12]
     provider = ScriptedProvider([reply for _, reply in pairs])
@@ -352,7 +352,7 @@ def test_sending_inside_an_unfinished_stream_fails_fast() -> None:
 
 
 def test_sqlite_turn_takes_two_write_transactions(tmp_path: Path) -> None:
-    from ctxlab.stores.sqlite import SQLiteStore
+    from ctxlab.live.stores.sqlite import SQLiteStore
 
     store = SQLiteStore(tmp_path / "s.db")
     s = Session(ScriptedProvider(["a", "b"]), "token_window", BUDGET, store=store)
@@ -369,7 +369,7 @@ def test_sqlite_turn_takes_two_write_transactions(tmp_path: Path) -> None:
 
 
 def test_plain_store_protocol_still_works() -> None:
-    from ctxlab.stores import MemoryStore
+    from ctxlab.live.stores import MemoryStore
 
     class Plain:  # a Store by protocol only, no BaseStore: lock, load, append step by step
         def __init__(self) -> None:

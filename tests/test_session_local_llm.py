@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from ctxlab.live.session import Session
 from ctxlab.providers import Completion, get_provider
-from ctxlab.session import Session
 
 
 def test_session_against_the_local_server(local_llm: Any) -> None:

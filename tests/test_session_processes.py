@@ -16,8 +16,8 @@ import pytest
 from redis_fixture import StoreFactory
 from test_session import BUDGET, check_consistent
 
+from ctxlab.live.session import Session
 from ctxlab.providers.scripted import ScriptedProvider
-from ctxlab.session import Session
 
 pytestmark = pytest.mark.parametrize("store_kind", ["sqlite", "redis"], indirect=True)
 
@@ -26,8 +26,8 @@ pytestmark = pytest.mark.parametrize("store_kind", ["sqlite", "redis"], indirect
 CHILD = """
 import os, sys, time
 from ctxlab.providers.scripted import ScriptedProvider
-from ctxlab.session import Session
-from ctxlab.stores import open_store
+from ctxlab.live.session import Session
+from ctxlab.live.stores import open_store
 
 url, sid, tag, turns, mode = sys.argv[1:6]
 

@@ -14,9 +14,9 @@ import pytest
 from redis_fixture import StoreFactory
 
 from ctxlab.errors import ConfigurationError, MissingDependencyError, UsageError
+from ctxlab.live.stores import MemoryStore, SessionBusyError, SessionKey, Store, open_store
+from ctxlab.live.stores.sqlite import SCHEMA_VERSION, SQLiteStore
 from ctxlab.messages import ImagePart, Message, TextPart, ToolCall
-from ctxlab.stores import MemoryStore, SessionBusyError, SessionKey, Store, open_store
-from ctxlab.stores.sqlite import SCHEMA_VERSION, SQLiteStore
 
 KEY = SessionKey(owner="alice", id="s1")
 WHEN = datetime(2024, 5, 1, 12, 30, tzinfo=timezone.utc)

@@ -13,7 +13,7 @@ import pytest
 import ctxlab
 from ctxlab import datasets, widgets
 from ctxlab.errors import MissingDependencyError, UsageError
-from ctxlab.harness import compare
+from ctxlab.lab.harness import compare
 from ctxlab.messages import Conversation
 
 

@@ -119,7 +119,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ctxlab import datasets, strategies
-    from ctxlab.harness import compare
+    from ctxlab.lab.harness import compare
     from ctxlab.tokens import get_counter
 
     if args.jobs < 1:
@@ -178,7 +178,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _plots(report: Any, pareto_path: Path) -> list[Path]:
-    from ctxlab import plots
+    from ctxlab.lab import plots
 
     folder = pareto_path.parent
     folder.mkdir(parents=True, exist_ok=True)
@@ -198,7 +198,7 @@ def _plots(report: Any, pareto_path: Path) -> list[Path]:
 
 
 def _print_table(report: Any, seed: int) -> None:
-    from ctxlab.harness import Report
+    from ctxlab.lab.harness import Report
 
     assert isinstance(report, Report)
     meta = report.meta

@@ -12,7 +12,7 @@ import signal
 import sys
 from types import FrameType
 
-from ctxlab.local_llm import DEFAULT_N_CTX, LocalLLMServer
+from ctxlab.providers.local_llm import DEFAULT_N_CTX, LocalLLMServer
 
 HELP = "Run the local SmolLM2 model behind an OpenAI-compatible server (offline; Ctrl-C stops)."
 

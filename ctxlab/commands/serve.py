@@ -1,6 +1,6 @@
 """``ctxlab serve --config proxy.toml``: run the OpenAI-compatible proxy with session memory.
 
-The configuration file is described in `ctxlab.proxy.config`. ``--host`` and ``--port``
+The configuration file is described in `ctxlab.live.proxy.config`. ``--host`` and ``--port``
 override the file's ``[server]`` values. The process stops cleanly on Ctrl-C or SIGTERM.
 """
 
@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ctxlab.proxy.config import load_config
+    from ctxlab.live.proxy.config import load_config
 
     config = load_config(args.config)
     server = dataclasses.replace(
@@ -42,8 +42,8 @@ def run(args: argparse.Namespace) -> int:
     uvicorn = _require("uvicorn")
     _require("fastapi")
     _require("prometheus_client")
-    from ctxlab.proxy import log
-    from ctxlab.proxy.app import create_app
+    from ctxlab.live.proxy import log
+    from ctxlab.live.proxy.app import create_app
 
     log.configure(getattr(logging, args.log_level.upper()))
     app = create_app(config)

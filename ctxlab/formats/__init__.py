@@ -7,6 +7,8 @@ the file, the 1-based line (JSONL) or 0-based record index (JSON), and what is w
 is half-loaded. Message ids are stable: loading the same file twice gives the same ids.
 
 Conversions between `Message` and provider wire formats live in `openai_chat` and `anthropic`.
+
+May import only the core values (`messages`, `errors`); everything else builds on it.
 """
 
 from __future__ import annotations

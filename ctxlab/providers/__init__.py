@@ -11,6 +11,9 @@
 Keyword arguments go to the provider's constructor (``api_key``, ``client``, ``timeout``,
 ``max_retries``, ``retry``, ``rate_limiter``, ``cache``, ``cassette``...). Each provider
 module is imported on first use, so ``import ctxlab.providers`` stays cheap.
+
+May import the core values and `formats` (wire conversions); never the strategies, the lab,
+the live side or the widgets.
 """
 
 from __future__ import annotations

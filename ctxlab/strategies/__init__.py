@@ -4,6 +4,9 @@
 ``get_strategy("sliding_window", max_messages=20)``. ``names()`` lists what is registered.
 Each strategy lives in its own module; the registry imports it on first use, and so does
 attribute access (``strategies.TokenWindow``, ``strategies.from_function``...).
+
+May import the core values, `formats`, `scoring`, `summarizers` and `providers`; never `lab`,
+`live` or `widgets`.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from ctxlab.errors import UsageError
 from ctxlab.strategies.base import BaseStrategy, Decision, Pruned, Strategy
 
 if TYPE_CHECKING:
-    from ctxlab.llm_summarizer import LLMSummarizer
     from ctxlab.strategies.function import FunctionStrategy, from_function
     from ctxlab.strategies.head_tail import HeadTail
     from ctxlab.strategies.importance import Importance
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
     from ctxlab.strategies.token_window import TokenWindow
     from ctxlab.strategies.truncate_long import TruncateLong
     from ctxlab.summarizers import ExtractiveSummarizer, Summarizer, SummaryResult
+    from ctxlab.summarizers.llm import LLMSummarizer
 
 __all__ = [
     "BaseStrategy",
@@ -61,7 +64,7 @@ _LAZY: dict[str, str] = {
     "HeadTail": "ctxlab.strategies.head_tail",
     "Importance": "ctxlab.strategies.importance",
     "KeepAll": "ctxlab.strategies.keep_all",
-    "LLMSummarizer": "ctxlab.llm_summarizer",
+    "LLMSummarizer": "ctxlab.summarizers.llm",
     "MaskToolOutputs": "ctxlab.strategies.mask_tool_outputs",
     "Pipeline": "ctxlab.strategies.pipeline",
     "SlidingWindow": "ctxlab.strategies.sliding_window",

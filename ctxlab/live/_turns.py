@@ -1,0 +1,167 @@
+"""The pure part of a `Session` turn: what to prune and send, and what to store afterwards.
+
+Kept apart from `ctxlab.live.session` (which holds the locks and does the I/O) so the proxy and
+tests can reason about one turn without a store or a provider.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, TypeAlias
+
+from ctxlab.budget import Budget
+from ctxlab.errors import UsageError
+from ctxlab.messages import Conversation, Message, new_id
+from ctxlab.providers.base import Completion
+from ctxlab.strategies.base import Pruned, Strategy
+from ctxlab.tokens import TokenCounter
+from ctxlab.usage import Usage
+
+__all__ = ["NewMessages", "Plan", "Turn", "plan_turn", "split_system"]
+
+#: What a turn may add: the user's text, one message, or several (tool results, a system
+#: message that replaces the session's).
+NewMessages: TypeAlias = str | Message | Sequence[Message]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Turn:
+    """One completed turn of a session.
+
+    Attributes:
+        completion: the provider's reply, as returned.
+        pruned: the strategy's result: what was sent (``pruned.messages``), one decision per
+            message of the history, and the tokens sent.
+        stored: what the turn added to the store: the new messages, then the reply.
+    """
+
+    completion: Completion
+    pruned: Pruned
+    stored: tuple[Message, ...]
+
+    @property
+    def reply(self) -> Message:
+        """The stored assistant message (its ``meta`` holds usage, model, latency, sent ids)."""
+        return self.stored[-1]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Plan:
+    """A turn ready to be sent: the pruned messages and what to store once the reply is in.
+
+    Attributes:
+        new: the new non-system messages (ids made unique, timestamps filled in).
+        new_system: the system message to store with the turn when it changes, else None.
+        pruned: the strategy's result over the history plus `new`.
+    """
+
+    new: tuple[Message, ...]
+    new_system: Message | None
+    pruned: Pruned
+
+    def finish(self, completion: Completion, counter: TokenCounter) -> Turn:
+        """The `Turn` that `completion` completes, its reply carrying the turn's metadata."""
+        bare = completion.to_message(timestamp=_now())
+        meta: dict[str, Any] = {
+            "model": completion.model,
+            "finish_reason": completion.finish_reason,
+            "latency_s": round(completion.latency_s, 6),
+            "usage": usage_dict(completion.usage),
+            "tokens": counter.count(bare),
+            "sent": [m.id for m in self.pruned.messages],
+            "sent_tokens": self.pruned.tokens,
+            "strategy": self.pruned.strategy,
+            "budget": self.pruned.budget.max_tokens,
+        }
+        if self.pruned.extra_usage:
+            meta["extra_usage"] = usage_dict(self.pruned.extra_usage)
+        if completion.cached:
+            meta["cached"] = True
+        reply = bare.replace(meta=meta)
+        return Turn(completion=completion, pruned=self.pruned, stored=(*self.new, reply))
+
+
+def usage_dict(usage: Usage) -> dict[str, Any]:
+    """The counts of a `Usage` as plain JSON (the provider's raw usage left out)."""
+    return {
+        "input_tokens": usage.input_tokens,
+        "cached_input_tokens": usage.cached_input_tokens,
+        "cache_write_tokens": usage.cache_write_tokens,
+        "output_tokens": usage.output_tokens,
+        "requests": usage.requests,
+        "estimated": usage.estimated,
+    }
+
+
+def split_system(
+    stored: Sequence[Message], wanted: Message | None
+) -> tuple[Message | None, Message | None, tuple[Message, ...]]:
+    """Split a stored session into (system in effect, system to store, turns).
+
+    `wanted` replaces the stored system message unless it says the same thing (then the
+    stored one, with its id, stays and nothing needs storing).
+    """
+    stored_system = stored[0] if stored and stored[0].role == "system" else None
+    turns = tuple(stored[1:] if stored_system is not None else stored)
+    if wanted is None or _same(wanted, stored_system):
+        return stored_system, None, turns
+    return wanted, wanted, turns
+
+
+def plan_turn(
+    new: NewMessages,
+    stored: Sequence[Message],
+    *,
+    system: Message | None,
+    strategy: Strategy,
+    budget: Budget,
+    counter: TokenCounter,
+    session_id: str,
+) -> Plan:
+    """Prune the stored history plus `new` (see `Session` for the rules)."""
+    incoming = _as_messages(new)
+    systems = [m for m in incoming if m.role == "system"]
+    rest = [m for m in incoming if m.role != "system"]
+    if not rest:
+        raise UsageError("a turn needs a user (or tool) message, not only a system message")
+    now, taken = _now(), {m.id for m in stored}
+    wanted = _fresh(systems[-1], taken, now) if systems else system
+    effective, new_system, turns = split_system(stored, wanted)
+    fresh = tuple(_fresh(m, taken, now) for m in rest)
+    head = (effective,) if effective is not None else ()
+    conversation = Conversation(id=session_id, messages=(*head, *turns, *fresh))
+    pruned = strategy.prune(conversation, budget, counter)
+    return Plan(new=fresh, new_system=new_system, pruned=pruned)
+
+
+def _as_messages(new: NewMessages) -> list[Message]:
+    if isinstance(new, str):
+        return [Message(role="user", content=new)]
+    if isinstance(new, Message):
+        return [new]
+    messages = list(new)
+    bad = [m for m in messages if not isinstance(m, Message)]
+    if bad:
+        raise UsageError(f"a turn takes str, Message or a sequence of Message, got {bad[0]!r}")
+    return messages
+
+
+def _fresh(m: Message, taken: set[str], now: datetime) -> Message:
+    """`m` with an id unused in the session and a timestamp."""
+    changes: dict[str, Any] = {}
+    if m.id in taken:
+        changes["id"] = new_id()
+    if m.timestamp is None:
+        changes["timestamp"] = now
+    taken.add(changes.get("id", m.id))
+    return m.replace(**changes) if changes else m
+
+
+def _same(a: Message, b: Message | None) -> bool:
+    return b is not None and a.content == b.content and a.name == b.name
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)

@@ -1,0 +1,92 @@
+"""`ProxyState`: everything a request needs, built once from the configuration."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Coroutine
+from typing import Any
+
+from ctxlab.budget import Budget
+from ctxlab.live.proxy.auth import KeyRing
+from ctxlab.live.proxy.config import ProxyConfig
+from ctxlab.live.proxy.limits import Limits, open_limits
+from ctxlab.live.proxy.metrics import ProxyMetrics
+from ctxlab.live.proxy.routes import Router
+from ctxlab.live.stores import Store, open_store
+from ctxlab.providers.pricing import ModelPrice, cost_usd, lookup
+from ctxlab.strategies import get_strategy
+from ctxlab.strategies.base import Strategy
+from ctxlab.tokens import TokenCounter, get_counter
+from ctxlab.usage import Usage
+
+__all__ = ["ProxyState"]
+
+logger = logging.getLogger("ctxlab.live.proxy")
+
+
+class ProxyState:
+    """Keys, routes (with their providers), the store, the limits, the strategy, the metrics.
+
+    Args:
+        config: the checked configuration.
+        store: a store to use instead of opening ``config.server.store``.
+        limits: limit state to use instead of the default for the store.
+
+    Raises:
+        ConfigurationError: a key or upstream secret cannot be resolved, or the store cannot
+            be opened.
+    """
+
+    def __init__(
+        self, config: ProxyConfig, *, store: Store | None = None, limits: Limits | None = None
+    ) -> None:
+        self.config = config
+        self.keys = KeyRing(config.keys)
+        self.router = Router(config.routes)
+        self.store: Store = store if store is not None else open_store(config.server.store)
+        self._owns_store = store is None
+        self.limits: Limits = limits if limits is not None else open_limits(config.server.store)
+        memory = config.memory
+        self.strategy: Strategy = get_strategy(memory.strategy, **memory.params)
+        self.budget = Budget(max_tokens=memory.budget)
+        self.counter: TokenCounter = get_counter()
+        self.metrics = ProxyMetrics()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._warned: set[str] = set()
+        self._prices: dict[str, ModelPrice | None] = {}
+
+    def cost_usd(self, usage: Usage, model: str) -> float:
+        """The cost of `usage` on `model` from the price table; NaN (warned once) if unknown."""
+        if model not in self._prices:  # a miss scans the whole table: look each model up once
+            self._prices[model] = lookup(model)
+        price = self._prices[model]
+        if price is None:
+            self.warn_once(
+                f"no price known for model {model!r}: its cost is not counted "
+                "(usd_per_day, metrics)"
+            )
+            return math.nan
+        return cost_usd(usage, model, {model: price})
+
+    def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Run `work` in the background, keeping a reference until it ends."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def warn_once(self, message: str) -> None:
+        """Log a warning the first time it is seen."""
+        if message not in self._warned:
+            self._warned.add(message)
+            logger.warning(message)
+
+    async def aclose(self) -> None:
+        """Wait for background work, then close providers, limits and the store."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.router.aclose()
+        await self.limits.aclose()
+        if self._owns_store:
+            self.store.close()

@@ -1,0 +1,103 @@
+"""Notebook widgets: `explorer` shows what a strategy keeps, `comparison` reads a `Report`.
+
+Builders return an ipywidgets container and never display it: leave it last in a cell (or
+pass it to ``display``). They hold no logic of their own: numbers come from the functions the
+CLI uses (`Strategy.prune`, `ctxlab.compare`, `Report.summary`, `ctxlab.lab.plots`) and the views
+from the HTML renderers behind ``_repr_html_``. They work in JupyterLab, Notebook, VS Code
+and Voilà, and need ``pip install 'ctxlab[notebooks]'``.
+
+Each part carries a CSS class (``ctxlab-budget``, ``ctxlab-view``, ``ctxlab-tokens``,
+``ctxlab-plot``...) so that a page driving the widgets (a browser test, a dashboard) finds it.
+
+The top layer: may import the core values, `formats`, `strategies`, `summarizers`,
+`providers`, `datasets` and `lab`; never `live`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ctxlab.errors import MissingDependencyError, UsageError
+
+if TYPE_CHECKING:
+    from ctxlab.lab.report import Report
+    from ctxlab.messages import Conversation
+    from ctxlab.strategies.base import Strategy
+    from ctxlab.tokens import TokenCounter
+
+__all__ = ["comparison", "explorer"]
+
+
+def _ipywidgets() -> Any:
+    try:
+        import ipywidgets
+    except ImportError as exc:
+        raise MissingDependencyError("ipywidgets", "notebooks", "ctxlab.widgets") from exc
+    return ipywidgets
+
+
+def explorer(
+    conversations: Conversation | str | Iterable[Conversation | str],
+    strategies: Iterable[Strategy | str] | None = None,
+    budgets: Sequence[int] | None = None,
+    *,
+    counter: TokenCounter | None = None,
+) -> Any:
+    """Pick a conversation, a strategy and a budget; see what is sent and what it costs.
+
+    Shows the pruned conversation coloured by decision, a token bar (pinned / kept /
+    rewritten / summary / free), the metrics `ctxlab.compare` gives for that one choice
+    (averaged over the conversation's replay probes), and for LoCoMo a question picker that
+    outlines the question's evidence turns and says whether each one survived. The strategy's
+    simple parameters (numbers, flags, choices) are editable. The budget slider acts on
+    release; an update prunes once and replays once, with cached token counts.
+
+    Args:
+        conversations: conversations, a bundled dataset name or a file path (or a list).
+        strategies: strategy objects or specs (``"sliding_window:max_messages=20"``);
+            default: every registered strategy with its default parameters.
+        budgets: the budgets the slider offers; default: a range up to the conversation size.
+        counter: the token counter (default ``o200k_base``).
+
+    Returns:
+        An ``ipywidgets.VBox``.
+
+    Raises:
+        MissingDependencyError: ipywidgets is not installed.
+        UsageError: no conversations or strategies, or an unknown strategy.
+    """
+    w = _ipywidgets()
+    from ctxlab.lab._specs import conversations_from, strategy_from
+    from ctxlab.strategies import names
+    from ctxlab.tokens import get_counter
+    from ctxlab.widgets._explorer import Explorer
+
+    convs = conversations_from(conversations)
+    specs = list(strategies) if strategies is not None else names()
+    if not specs:
+        raise UsageError("explorer() needs at least one strategy")
+    chosen = [strategy_from(s) for s in specs]
+    return Explorer(w, convs, chosen, budgets, counter or get_counter()).box
+
+
+def comparison(report: Report) -> Any:
+    """Read a `Report`: Pareto plot with metric pickers and filters, table, per-strategy view.
+
+    The x and y pickers take any metric column of the report; the dataset and budget
+    filters restrict the plot and the table; selecting a strategy lists its numbers at each
+    budget, with 95% bootstrap intervals (``estimate [low, high]``).
+
+    Returns:
+        An ``ipywidgets.VBox``.
+
+    Raises:
+        MissingDependencyError: ipywidgets is not installed.
+        UsageError: the report has no rows.
+    """
+    w = _ipywidgets()
+    from ctxlab.widgets._comparison import Comparison
+
+    if report.df.empty:
+        raise UsageError("the report has no rows to show; run compare() on some data first")
+    return Comparison(w, report).box

@@ -1,0 +1,169 @@
+"""The comparison widget behind `ctxlab.widgets.comparison`: pickers, Pareto plot, tables.
+
+The plot is `ctxlab.lab.plots.pareto` rendered to PNG; the tables are `Report.summary` rows. A
+summary row depends only on its own (dataset, strategy, budget) group (its bootstrap is
+seeded per group), so the summary of the whole report is computed once per metric pair and
+sliced for each filter, which keeps the pickers quick on big reports.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+from ctxlab.errors import CtxlabError
+from ctxlab.lab.report import KEYS, Report
+
+__all__ = ["Comparison"]
+
+_BOOT = 200  # bootstrap replicates: enough for two-digit intervals, quick to redraw
+_NO_VALUE = "n/a"
+
+
+class Comparison:
+    """The widgets of `comparison` and the callbacks that refresh them."""
+
+    def __init__(self, w: Any, report: Report) -> None:
+        self.report = report
+        df = report.df
+        columns = report.metric_columns
+        self._summaries: dict[tuple[str | None, tuple[str, ...]], pd.DataFrame] = {}
+        self._quiet = False
+        self.dataset = w.Dropdown(options=list(dict.fromkeys(df["dataset"])), description="dataset")
+        budgets = sorted(int(b) for b in set(df["budget"]))
+        self.budgets = w.SelectMultiple(options=budgets, value=budgets, description="budgets")
+        self.x = w.Dropdown(options=columns, description="x (cost)")
+        self.x.value = "cumulative_input_tokens" if "cumulative_input_tokens" in columns else None
+        self.y = w.Dropdown(options=columns, description="y (kept)")
+        self.strategy = w.Select(
+            options=list(dict.fromkeys(df["strategy"])), description="strategy"
+        )
+        self.plot = w.Image(format="png")
+        self.status, self.table, self.detail = w.HTML(), w.HTML(), w.HTML()
+        for name in (
+            "dataset",
+            "budgets",
+            "x",
+            "y",
+            "strategy",
+            "plot",
+            "status",
+            "table",
+            "detail",
+        ):
+            getattr(self, name).add_class(f"ctxlab-{name}")
+        self._default_y()
+        self.dataset.observe(self._on_dataset, names="value")
+        for control in (self.budgets, self.x, self.y):
+            control.observe(self.refresh, names="value")
+        self.strategy.observe(self.show_strategy, names="value")
+        pickers = w.VBox([self.dataset, self.x, self.y])
+        self.box = w.VBox([
+            w.HBox([pickers, self.budgets, self.strategy]),
+            self.status,
+            self.plot,
+            self.table,
+            self.detail,
+        ])  # fmt: skip
+        self.box.add_class("ctxlab-comparison")
+        self.refresh()
+
+    def _default_y(self) -> None:
+        from ctxlab.lab.plots import RETENTION
+
+        rows = self.report.df[self.report.df["dataset"] == self.dataset.value]
+        have = [c for c in RETENTION if c in rows and rows[c].notna().any()]
+        self.y.value = have[0] if have else self.y.options[-1]
+
+    def _on_dataset(self, _change: object = None) -> None:
+        self._quiet = True
+        try:
+            self._default_y()
+        finally:
+            self._quiet = False
+        self.refresh()
+
+    def selection(self) -> Report:
+        """The report restricted to the chosen dataset and budgets."""
+        df = self.report.df
+        mask = (df["dataset"] == self.dataset.value) & df["budget"].isin(self.budgets.value)
+        return Report(df=df[mask].reset_index(drop=True), meta=self.report.meta)
+
+    def summary(self, metrics: Sequence[str], strategy: str | None = None) -> pd.DataFrame:
+        """`Report.summary` rows of the chosen dataset and budgets (and `strategy`, if given).
+
+        Computed once per (strategy, metrics) over the whole report, then sliced.
+        """
+        key = (strategy, tuple(dict.fromkeys(metrics)))
+        if key not in self._summaries:
+            df = self.report.df
+            rows = df if strategy is None else df[df["strategy"] == strategy]
+            part = Report(df=rows.reset_index(drop=True), meta=self.report.meta)
+            self._summaries[key] = part.summary(list(key[1]), n_boot=_BOOT)
+        table = self._summaries[key]
+        mask = (table["dataset"] == self.dataset.value) & table["budget"].isin(self.budgets.value)
+        chosen: pd.DataFrame = table[mask]
+        return chosen
+
+    def refresh(self, _change: object = None) -> None:
+        """Redraw the plot and the table for the current choices."""
+        from ctxlab.lab.plots import pareto
+
+        if self._quiet:
+            return
+        sub, x, y = self.selection(), self.x.value, self.y.value
+        if sub.df.empty:
+            self.status.value = "<i>no rows: choose at least one budget</i>"
+            return
+        try:
+            figure = pareto(sub, x=x, y=y, datasets=[self.dataset.value])
+        except CtxlabError as exc:
+            self.status.value = f"<i>{html.escape(str(exc))}</i>"
+            return
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=90)
+        self.plot.value = buffer.getvalue()
+        front = sorted(set(sub.pareto(x, y)["strategy"]))
+        self.status.value = f"on the Pareto frontier: {html.escape(', '.join(front) or 'none')}"
+        self.table.value = _table_html(self.summary([x, y]), [x, y])
+        self.show_strategy()
+
+    def show_strategy(self, _change: object = None) -> None:
+        """List the selected strategy's numbers at each budget, with intervals."""
+        name = self.strategy.value
+        rows = self.selection().df
+        rows = rows[rows["strategy"] == name]
+        if rows.empty:
+            self.detail.value = f"<i>{html.escape(str(name))} has no rows here</i>"
+            return
+        columns = [c for c in self.report.metric_columns if rows[c].notna().any()]
+        table = self.summary(columns, name)
+        shown = _table_html(table, columns, keys=("budget",))
+        self.detail.value = f"<b>{html.escape(str(name))}</b> at each budget{shown}"
+
+
+def _table_html(table: pd.DataFrame, metrics: Sequence[str], keys: Sequence[str] = KEYS) -> str:
+    """Summary rows as HTML, each metric written ``estimate [low, high]``."""
+    shown = table[[*keys, "conversations", "probes"]].copy()
+    for m in dict.fromkeys(metrics):
+        bounds = zip(table[m], table[f"{m}_lo"], table[f"{m}_hi"], strict=True)
+        shown[m] = [_interval(e, lo, hi) for e, lo, hi in bounds]
+    text: str = shown.to_html(index=False, escape=True)
+    return text
+
+
+def _interval(estimate: float, low: float, high: float) -> str:
+    if estimate != estimate:
+        return _NO_VALUE
+    if low != low:
+        return _number(estimate)
+    return f"{_number(estimate)} [{_number(low)}, {_number(high)}]"
+
+
+def _number(value: float) -> str:
+    size = abs(value)
+    return f"{value:,.0f}" if size >= 1000 else f"{value:.1f}" if size >= 10 else f"{value:.3f}"

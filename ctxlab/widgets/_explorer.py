@@ -1,0 +1,308 @@
+"""The explorer widget behind `ctxlab.widgets.explorer`: controls, callbacks, views.
+
+An update builds the strategy from the form, prunes the conversation once (the view, the
+token bar, the question panel) and runs `ctxlab.compare` on that single choice (the metrics,
+over the conversation's replay probes). Token counts come from the shared counter's cache,
+so after the first update only the strategy's own work is left.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import time
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ctxlab.errors import CtxlabError, UsageError
+from ctxlab.lab.report import Report
+from ctxlab.messages import Conversation
+from ctxlab.strategies.base import Pruned, Strategy
+from ctxlab.tokens import TokenCounter
+from ctxlab.widgets import _html
+
+__all__ = ["Explorer"]
+
+# What the metric table shows, in order, with how each number is written.
+_METRICS: tuple[tuple[str, str], ...] = (
+    ("input_tokens", "{:,.0f}"),
+    ("cumulative_input_tokens", "{:,.0f}"),
+    ("budget_ok", "{:.0%}"),
+    ("compression", "{:.3f}"),
+    ("prefix_stability", "{:.3f}"),
+    ("evidence_recall", "{:.3f}"),
+    ("answer_presence", "{:.3f}"),
+    ("key_string_recall", "{:.3f}"),
+    ("action_argument_recall", "{:.3f}"),
+    ("dropped_content_coverage", "{:.3f}"),
+    ("extra_input_tokens_total", "{:,.0f}"),
+    ("extra_output_tokens_total", "{:,.0f}"),
+)
+_NO_VALUE = "n/a"
+
+
+def _metrics_html(report: Report) -> str:
+    """The explorer's metric table, from a report of one (conversation, strategy, budget)."""
+    # `x_total` columns are summary aggregates of the report's per-probe column `x`.
+    wanted = [c for c, _ in _METRICS if c.removesuffix("_total") in report.df]
+    row = report.summary(wanted, n_boot=0).iloc[0]
+    cells = []
+    for column, fmt in _METRICS:
+        value = row.get(column)
+        shown = _NO_VALUE if value is None or value != value else fmt.format(value)
+        cells.append(f"<tr><td>{_label(column)}</td><td style='text-align:right'>{shown}</td></tr>")
+    probes = int(row["probes"])
+    head = f"<b>metrics over {probes} probe{'s' * (probes != 1)}</b> ({_NO_VALUE}: does not apply)"
+    return f"<div style='font-size:12px'>{head}<table>{''.join(cells)}</table></div>"
+
+
+def _label(column: str) -> str:
+    from ctxlab.lab.plots import LABELS
+
+    return LABELS.get(column, column.replace("_", " "))
+
+
+def _editable_fields(strategy: Strategy) -> dict[str, tuple[Any, tuple[Any, ...] | None]]:
+    """The parameters a form can edit: name -> (current value, choices or None).
+
+    Numbers, booleans, texts, choices (``Literal``) and optional ints are editable; nested
+    strategies, scorers and callables are left to code.
+    """
+    target: Any = strategy
+    if not dataclasses.is_dataclass(target):
+        return {}
+    try:
+        hints = typing.get_type_hints(type(target))
+    except (NameError, TypeError):
+        hints = {}
+    out: dict[str, tuple[Any, tuple[Any, ...] | None]] = {}
+    for f in dataclasses.fields(target):
+        if not (f.init and f.repr):
+            continue
+        value, hint = getattr(strategy, f.name), hints.get(f.name)
+        if typing.get_origin(hint) is typing.Literal:
+            out[f.name] = (value, typing.get_args(hint))
+        elif hint in (bool, int, float, str) or _optional_int(hint):
+            out[f.name] = (value, None)
+    return out
+
+
+def _optional_int(hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    union = origin is typing.Union or origin is types.UnionType
+    return union and set(typing.get_args(hint)) == {int, type(None)}
+
+
+def _editor(w: Any, name: str, value: Any, choices: tuple[Any, ...] | None) -> Any:
+    """One form control for a parameter (an optional int is a text box: empty means None)."""
+    if choices is not None:
+        return w.Dropdown(options=list(choices), value=value, description=name)
+    if isinstance(value, bool):
+        return w.Checkbox(value=value, description=name, indent=False)
+    if isinstance(value, int):
+        return w.IntText(value=value, description=name)
+    if isinstance(value, float):
+        return w.FloatText(value=value, description=name)
+    text = "" if value is None else str(value)
+    return w.Text(value=text, description=name, placeholder="none")
+
+
+def _read(control: Any, current: Any) -> Any:
+    if not isinstance(control.value, str) or isinstance(current, str):
+        return control.value
+    text = control.value.strip()
+    if not text or text.lower() == "none":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise UsageError(f"{control.description} must be a whole number or empty") from None
+
+
+def _rebuild(strategy: Strategy, values: Mapping[str, Any]) -> Strategy:
+    """The strategy with some parameters changed.
+
+    Raises:
+        UsageError: a value the strategy rejects (the message says which).
+    """
+    if not values:
+        return strategy
+    try:
+        return typing.cast(Strategy, dataclasses.replace(typing.cast(Any, strategy), **values))
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"bad parameters for {strategy.label}: {exc}") from exc
+
+
+def _slider(w: Any, budgets: Sequence[int] | None) -> Any:
+    common = {"description": "budget", "continuous_update": False}
+    if budgets:
+        options = sorted({int(b) for b in budgets})
+        return w.SelectionSlider(options=options, value=options[len(options) // 2], **common)
+    return w.IntSlider(min=100, max=10_000, step=100, value=4000, **common)
+
+
+def _range(total: int) -> tuple[int, int, int]:
+    """Slider (step, max, start) for a conversation of `total` tokens: steps of 1-2-5 x 10^k."""
+    raw = max(total / 60, 10)
+    magnitude = 10 ** (len(str(int(raw))) - 1)
+    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
+    top = -(-int(total * 1.1) // step) * step
+    return step, top, max(step, round(total / 2 / step) * step)
+
+
+class Explorer:
+    """The widgets of `explorer` and the callbacks that refresh them."""
+
+    def __init__(
+        self,
+        w: Any,
+        convs: list[Conversation],
+        strategies: list[Strategy],
+        budgets: Sequence[int] | None,
+        counter: TokenCounter,
+    ) -> None:
+        self.w, self.convs, self.counter = w, convs, counter
+        self.choices = {s.label: s for s in strategies}
+        self.fixed_budgets = bool(budgets)
+        labels = [(f"{c.dataset or 'custom'} / {c.id} ({len(c.messages)} messages)", i)
+                  for i, c in enumerate(convs)]  # fmt: skip
+        wide = {"description_width": "initial"}
+        self.conversation = w.Dropdown(options=labels, description="conversation", style=wide)
+        self.strategy = w.Dropdown(options=list(self.choices), description="strategy")
+        self.budget = _slider(w, budgets)
+        self.question = w.Dropdown(options=[("(no question)", -1)], description="question")
+        # Slow strategies (no incremental replay) stay interactive with the metrics off.
+        self.measure = w.Checkbox(value=True, description="measure the replay", indent=False)
+        self.params = w.HBox()
+        self.status, self.bar, self.metrics = w.HTML(), w.HTML(), w.HTML()
+        self.panel, self.view = w.HTML(), w.HTML()
+        self.editors: dict[str, Any] = {}
+        self.pruned: Pruned | None = None
+        self._quiet = False
+        self._tag()
+        self.box = self._layout()
+        self.conversation.observe(self._on_conversation, names="value")
+        self.strategy.observe(self._on_strategy, names="value")
+        self.budget.observe(self.refresh, names="value")
+        self.measure.observe(self.refresh, names="value")
+        self.question.observe(self._draw, names="value")
+        self._on_strategy(refresh=False)
+        self._on_conversation()
+
+    def _tag(self) -> None:
+        for name in (
+            "conversation",
+            "strategy",
+            "budget",
+            "question",
+            "params",
+            "status",
+            "measure",
+        ):
+            getattr(self, name).add_class(f"ctxlab-{name}")
+        for name, widget in (("tokens", self.bar), ("metrics", self.metrics)):
+            widget.add_class(f"ctxlab-{name}")
+        self.panel.add_class("ctxlab-evidence")
+        self.view.add_class("ctxlab-view")
+
+    def _layout(self) -> Any:
+        w = self.w
+        side = w.VBox([self.question, self.panel], layout=w.Layout(width="60%"))
+        box = w.VBox([
+            w.HBox([self.conversation, self.strategy]),
+            w.HBox([self.budget, self.measure, self.status]),
+            self.params,
+            self.bar,
+            w.HBox([w.VBox([self.metrics], layout=w.Layout(width="40%")), side]),
+            self.view,
+        ])  # fmt: skip
+        box.add_class("ctxlab-explorer")
+        return box
+
+    @property
+    def conv(self) -> Conversation:
+        """The conversation picked."""
+        conv: Conversation = self.convs[self.conversation.value]
+        return conv
+
+    def _on_conversation(self, _change: object = None) -> None:
+        self._quiet = True
+        try:
+            if not self.fixed_budgets:
+                total = self.counter.count_messages(self.conv.messages)
+                step, top, start = _range(total)
+                self.budget.max = max(top, self.budget.min)
+                self.budget.step, self.budget.min = step, step
+                self.budget.max, self.budget.value = top, start
+            questions = self.conv.annotations.get("questions") or ()
+            self.question.options = [("(no question)", -1)] + [
+                (f"{i}: [{q.get('category')}] {str(q.get('question'))[:80]}", i)
+                for i, q in enumerate(questions)
+            ]
+            self.question.value = -1
+            self.question.layout.display = None if questions else "none"
+        finally:
+            self._quiet = False
+        self.refresh()
+
+    def _on_strategy(self, _change: object = None, *, refresh: bool = True) -> None:
+        fields = _editable_fields(self.choices[self.strategy.value])
+        self.editors = {name: _editor(self.w, name, v, c) for name, (v, c) in fields.items()}
+        for control in self.editors.values():
+            control.observe(self.refresh, names="value")
+        self.params.children = list(self.editors.values())
+        if refresh:
+            self.refresh()
+
+    def current_strategy(self) -> Strategy:
+        """The chosen strategy with the form's parameters."""
+        base = self.choices[self.strategy.value]
+        fields = _editable_fields(base)
+        values = {n: _read(c, fields[n][0]) for n, c in self.editors.items()}
+        return _rebuild(base, {n: v for n, v in values.items() if v != fields[n][0]})
+
+    def refresh(self, _change: object = None) -> None:
+        """Prune and measure the current choice, then redraw."""
+        if self._quiet:
+            return
+        start = time.perf_counter()
+        try:
+            strategy = self.current_strategy()
+            self.pruned = strategy.prune(self.conv, self.budget.value, self.counter)
+            pruned_at = time.perf_counter()
+            self.metrics.value = self._measure(strategy) if self.measure.value else ""
+        except CtxlabError as exc:
+            self.pruned = None
+            self.status.value = f"<b style='color:#d04a4a'>{html.escape(str(exc))}</b>"
+            self.bar.value = self.metrics.value = self.panel.value = self.view.value = ""
+            return
+        measured_at = time.perf_counter()
+        self._draw()
+        self.status.value = (
+            f"pruned in {_ms(start, pruned_at)} ms, measured in {_ms(pruned_at, measured_at)} ms,"
+            f" drawn in {_ms(measured_at, time.perf_counter())} ms"
+        )
+
+    def _measure(self, strategy: Strategy) -> str:
+        from ctxlab.lab.harness import compare
+
+        report = compare(
+            self.conv, strategy, self.budget.value, counter=self.counter, progress=False
+        )
+        return _metrics_html(report)
+
+    def _draw(self, _change: object = None) -> None:
+        if self.pruned is None:
+            return
+        questions = self.conv.annotations.get("questions") or ()
+        q = questions[self.question.value] if self.question.value >= 0 else None
+        evidence = [str(e) for e in (q or {}).get("evidence") or ()]
+        self.bar.value = _html.token_bar_html(self.pruned, self.counter)
+        self.panel.value = _html.question_html(self.pruned, q) if q is not None else ""
+        self.view.value = _html.pruned_html(self.pruned, counter=self.counter, highlight=evidence)
+
+
+def _ms(start: float, end: float) -> str:
+    return f"{(end - start) * 1000:.0f}"
