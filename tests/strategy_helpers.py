@@ -85,3 +85,31 @@ def _calls(draw: st.DrawFn, e: int, text: str) -> list[Message]:
             Message(role="tool", content=draw(_text), tool_call_id=f"c{e}_{j}", id=f"r{e}_{j}")
         )
     return out
+
+
+def with_questions(conversation: Conversation) -> Conversation:
+    """The conversation with one LoCoMo-style question whose evidence is every third message.
+
+    `evidence_oracle` reads question annotations and refuses conversations without them; this
+    gives generated and non-LoCoMo conversations some, so it is checked like every strategy.
+    """
+    if conversation.annotations.get("questions"):
+        return conversation
+    users = [m for m in conversation.messages if m.role == "user"]
+    question = {
+        "question": users[-1].text if users else "What happened?",
+        "answer": "unknown",
+        "category": 1,
+        "evidence": [m.id for m in conversation.messages[::3]],
+    }
+    return Conversation(
+        id=conversation.id,
+        messages=conversation.messages,
+        source=conversation.source,
+        annotations={**conversation.annotations, "questions": [question]},
+    )
+
+
+def prepared(name: str, conversation: Conversation) -> Conversation:
+    """What a registered strategy is tested on: oracles get question annotations."""
+    return with_questions(conversation) if name == "evidence_oracle" else conversation

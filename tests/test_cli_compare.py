@@ -211,7 +211,7 @@ def test_no_options_runs_everything_and_writes_results(
 
     assert set(df["dataset"]) == {"locomo", "taubench", "mtbench101", "sweagent"}
     assert set(df["budget"]) == {1000, 2000, 4000, 8000, 16000}
-    assert set(df["strategy"]) == set(strategies.names())
+    assert set(df["strategy"]) == set(strategies.default_names())
     for name in ("pareto.png", "tokens.png", "evidence_by_category.png", "results.json"):
         assert (results / name).stat().st_size > 0, name
     table = capsys.readouterr().out

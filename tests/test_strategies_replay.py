@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from strategy_helpers import prepared
 
 from ctxlab import datasets
 from ctxlab.errors import BudgetUnreachableError
@@ -35,6 +36,7 @@ def outcomes(results) -> list[tuple]:
 @pytest.mark.parametrize("conv", SAMPLES, ids=lambda c: f"{c.dataset}:{c.id}")
 def test_replay_equals_prune_on_every_prefix(name: str, conv: Conversation) -> None:
     strategy = get_strategy(name)
+    conv = prepared(name, conv)
     whole = COUNTER.count_messages(conv.messages)
     for share in (0.35, 0.8):
         budget = int(whole * share)

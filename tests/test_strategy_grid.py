@@ -11,9 +11,10 @@ from __future__ import annotations
 import copy
 
 import pytest
+from strategy_helpers import with_questions
 
 from ctxlab import datasets
-from ctxlab.errors import BudgetUnreachableError
+from ctxlab.errors import BudgetUnreachableError, UsageError
 from ctxlab.invariants import check, must_keep, required_tokens
 from ctxlab.messages import Conversation
 from ctxlab.strategies import get_strategy, names
@@ -48,6 +49,10 @@ def budgets(conv: Conversation) -> list[int]:
 @pytest.mark.parametrize("conv", CONVERSATIONS, ids=lambda c: f"{c.dataset}:{c.id}")
 def test_invariants_hold(strategy_name: str, conv: Conversation) -> None:
     strategy = get_strategy(strategy_name)
+    if strategy_name == "evidence_oracle" and not conv.annotations.get("questions"):
+        with pytest.raises(UsageError, match="oracle"):
+            strategy.prune(conv, 10**6, COUNTER)
+        conv = with_questions(conv)
     snapshot = copy.deepcopy(conv.messages)
     need = required_tokens(conv.messages, COUNTER)
     for budget in budgets(conv):

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from strategy_helpers import conversations
+from strategy_helpers import conversations, prepared
 
 from ctxlab.errors import BudgetUnreachableError
 from ctxlab.invariants import check, must_keep, required_tokens
@@ -68,7 +68,7 @@ def prune_and_check(strategy: BaseStrategy, conv: Conversation, budget: int) -> 
 @given(case=cases())
 def test_every_registered_strategy_keeps_the_invariants(name: str, case) -> None:
     conv, budget = case
-    prune_and_check(get_strategy(name), conv, budget)
+    prune_and_check(get_strategy(name), prepared(name, conv), budget)
 
 
 BUILDERS: list[Callable[[int], BaseStrategy]] = [
@@ -94,6 +94,7 @@ def test_strategies_with_parameters_keep_the_invariants(case, builder, n: int) -
 @given(conv=conversations(), name=st.sampled_from(names()), share=st.floats(0.2, 1.5))
 def test_replay_equals_prune_on_every_prefix(conv: Conversation, name: str, share: float) -> None:
     strategy = get_strategy(name)
+    conv = prepared(name, conv)
     budget = max(1, int(COUNTER.count_messages(conv.messages) * share))
     expected: list[Pruned | type[BudgetUnreachableError]] = []
     for k in range(len(conv.messages) + 1):

@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = compare(
             args.data or datasets.names(),
-            args.strategy or strategies.names(),
+            args.strategy or strategies.default_names(),
             args.budget or DEFAULT_BUDGETS,
             metrics=args.metric,
             probes=args.probes,

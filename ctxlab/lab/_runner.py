@@ -19,13 +19,15 @@ from typing import Any, Literal, TypeAlias
 
 from ctxlab.budget import Budget
 from ctxlab.errors import BudgetUnreachableError, UsageError
-from ctxlab.lab.metrics.base import Cell, Metric, Probe, Values, facts_for
+from ctxlab.lab._questions import branch_results, category_of, question_message
+from ctxlab.lab.metrics.base import Cell, Facts, Metric, Probe, Values, facts_for
 from ctxlab.messages import Conversation
 from ctxlab.strategies.base import Pruned, Strategy
 from ctxlab.tokens import TokenCounter
 
 __all__ = [
     "IDENTITY",
+    "QUESTION_COLUMNS",
     "ProbeSpec",
     "Task",
     "cell_columns",
@@ -35,11 +37,15 @@ __all__ = [
     "run_batch",
 ]
 
-ProbeSpec: TypeAlias = Literal["end", "sessions", "assistant_turns", "auto"] | Sequence[int]
+ProbeSpec: TypeAlias = (
+    Literal["end", "sessions", "assistant_turns", "auto", "questions"] | Sequence[int]
+)
 #: Columns that identify a row.
 IDENTITY = ("dataset", "conversation_id", "strategy", "budget", "probe")
+#: Columns that identify a question probe's row besides `IDENTITY`.
+QUESTION_COLUMNS = ("question_index", "category")
 # Columns every row gets whatever the metrics: the request size and whether it fits.
-_CORE = ("input_tokens", "budget_ok", "tokens_before", "messages_sent")
+_CORE = ("input_tokens", "budget_ok", "tokens_before", "messages_sent", "note")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,6 +63,8 @@ class Task:
         columns: every metric column of the run, so that every task fills the same columns.
         counter: the token counter.
         dump: directory to write the pruned context of every probe to, as JSONL.
+        questions: for question probes, the indices of the questions asked (one probe each,
+            see `ctxlab.lab._questions`); empty for replay probes.
     """
 
     index: int
@@ -70,11 +78,13 @@ class Task:
     columns: tuple[str, ...]
     counter: TokenCounter
     dump: str | None = None
+    questions: tuple[int, ...] = ()
 
     @property
     def weight(self) -> int:
         """Rough cost, used to group small tasks into batches."""
-        return (len(self.conversation.messages) + 10 * len(self.probes)) * len(self.budgets)
+        probes = len(self.questions) or len(self.probes)
+        return (len(self.conversation.messages) + 10 * probes) * len(self.budgets)
 
 
 def probe_points(conversation: Conversation, spec: ProbeSpec) -> tuple[int, ...]:
@@ -134,8 +144,34 @@ def _sessions(conversation: Conversation) -> tuple[int, ...]:
 
 
 def replay_cells(task: Task) -> list[Cell]:
-    """Replay the task's conversation at each budget: one `Cell` per budget."""
+    """Replay the task's conversation at each budget: one `Cell` per budget.
+
+    A strategy that cannot run on the conversation (`UsageError`, e.g. an oracle without the
+    annotations it reads) gives cells whose probes are all None, with the reason in `note`.
+    """
     facts = facts_for(task.conversation, task.counter)
+    try:
+        return _question_cells(task, facts) if task.questions else _replay_cells(task, facts)
+    except UsageError as exc:
+        n = len(task.conversation.messages)
+        ks = [n] * len(task.questions) if task.questions else list(task.probes)
+        qs: list[int | None] = list(task.questions) or [None] * len(ks)
+        return [
+            Cell(
+                facts=facts,
+                strategy=task.label,
+                budget=budget,
+                probes=tuple(
+                    Probe(k=k, pruned=None, facts=facts, question=q)
+                    for k, q in zip(ks, qs, strict=True)
+                ),
+                note=str(exc),
+            )
+            for budget in task.budgets
+        ]
+
+
+def _replay_cells(task: Task, facts: Facts) -> list[Cell]:
     cells = []
     for budget in task.budgets:
         results = replay_probes(task.strategy, task.conversation, task.probes, budget, task.counter)
@@ -144,6 +180,26 @@ def replay_cells(task: Task) -> list[Cell]:
         )
         cells.append(Cell(facts=facts, strategy=task.label, budget=budget, probes=probes))
     return cells
+
+
+def _question_cells(task: Task, facts: Facts) -> list[Cell]:
+    """One cell per budget whose probes are the questions, asked after the conversation."""
+    conv = task.conversation
+    asked = [question_message(conv, q) for q in task.questions]
+    results = branch_results(task.strategy, conv, asked, task.budgets, task.counter)
+    n = len(conv.messages)
+    return [
+        Cell(
+            facts=facts,
+            strategy=task.label,
+            budget=budget,
+            probes=tuple(
+                Probe(k=n, pruned=r, facts=facts, question=q, asked=m)
+                for q, m, r in zip(task.questions, asked, row, strict=True)
+            ),
+        )
+        for budget, row in zip(task.budgets, results, strict=True)
+    ]
 
 
 def replay_probes(
@@ -178,7 +234,8 @@ def cell_columns(
     """
     conv = task.conversation
     applicable = [i for i, m in enumerate(task.metrics) if m.applies(conv)]
-    cols: dict[str, list[Any]] = {c: [] for c in (*IDENTITY, *_CORE, *task.columns)}
+    asked = QUESTION_COLUMNS if task.questions else ()
+    cols: dict[str, list[Any]] = {c: [] for c in (*IDENTITY, *asked, *_CORE, *task.columns)}
     # (a metric may fill a core column such as input_tokens: the dict keeps one list)
     for c, cell in enumerate(cells):
         n = len(cell.probes)
@@ -209,18 +266,22 @@ def _compute(metric: Metric, cell: Cell) -> Values:
 
 
 def _extend_core(cols: dict[str, list[Any]], task: Task, cell: Cell) -> None:
-    facts = cell.facts
     for p in cell.probes:
         cols["dataset"].append(task.dataset)
         cols["conversation_id"].append(task.conversation.id)
         cols["strategy"].append(task.label)
         cols["budget"].append(cell.budget.max_tokens)
         cols["probe"].append(p.k)
+        if p.question is not None:
+            item = task.conversation.annotations["questions"][p.question]
+            cols["question_index"].append(p.question)
+            cols["category"].append(category_of(item))
         ok = p.pruned is not None and p.pruned.tokens <= cell.budget.available
         cols["input_tokens"].append(math.nan if p.pruned is None else float(p.pruned.tokens))
         cols["budget_ok"].append(ok)
-        cols["tokens_before"].append(float(facts.tokens_before(p.k)))
+        cols["tokens_before"].append(float(p.tokens_before))
         cols["messages_sent"].append(math.nan if p.pruned is None else len(p.pruned.messages))
+        cols["note"].append(cell.note)
 
 
 def run_batch(tasks: Sequence[Task]) -> list[tuple[int, dict[str, list[Any]]]]:
@@ -247,6 +308,7 @@ def _dump(task: Task, cell: Cell) -> None:
                 "strategy": task.label,
                 "budget": cell.budget.max_tokens,
                 "probe": p.k,
+                **({} if p.question is None else {"question_index": p.question}),
                 "tokens": None if p.pruned is None else p.pruned.tokens,
                 "budget_unreachable": p.pruned is None,
                 "messages": [] if p.pruned is None else to_openai(p.pruned.messages, extras=True),

@@ -26,6 +26,7 @@ from typing import Any, TypeAlias
 
 from ctxlab.budget import Budget, as_budget
 from ctxlab.errors import UsageError
+from ctxlab.lab._questions import applicable_questions, check_questions
 from ctxlab.lab._runner import (
     IDENTITY,
     ProbeSpec,
@@ -94,7 +95,12 @@ def compare(
         metrics: metric objects or names (see `ctxlab.lab.metrics.names`); None computes every
             built-in metric, each NaN where it does not apply.
         probes: ``"end"``, ``"sessions"``, ``"assistant_turns"``, ``"auto"`` or explicit
-            prefix lengths (see `ctxlab.lab._runner.probe_points`).
+            prefix lengths (see `ctxlab.lab._runner.probe_points`); or ``"questions"``: for
+            each LoCoMo question of categories 1-4 whose evidence lies in the conversation,
+            one probe that asks it after the whole conversation (the question text appended
+            as the newest user message, counted in the budget). Rows then carry
+            ``question_index`` and ``category``, and retention metrics measure that question
+            only (see `ctxlab.lab._questions`).
         counter: the token counter; default: the encoding of `model`, else ``o200k_base``.
         executor: any `concurrent.futures.Executor`; None runs in this process.
         progress: show a progress bar on stderr.
@@ -105,10 +111,12 @@ def compare(
         dump: a folder to write the pruned context of every probe to, as JSONL.
 
     Returns:
-        A `Report` with one row per (dataset, conversation, strategy, budget, probe).
+        A `Report` with one row per (dataset, conversation, strategy, budget, probe), or
+        per (dataset, conversation, strategy, budget, question) with question probes.
 
     Raises:
         UsageError: an unknown strategy, metric, dataset or probe spec, duplicate names,
+            ``probes="questions"`` on conversations without question annotations,
             `summarizer_model` without `model`, or an asynchronous metric without a
             synchronous `compute` (use `acompare`).
     """
@@ -196,8 +204,14 @@ def _plan(
         _warn_unknown_price(priced)
     columns = tuple(dict.fromkeys(c for m in chosen for c in m.columns))
     tasks: list[Task] = []
+    asking = isinstance(probes, str) and probes == "questions"
+    if asking:
+        check_questions(convs)
     for conv in convs:
-        points = probe_points(conv, probes)
+        questions = applicable_questions(conv) if asking else ()
+        if asking and not questions:
+            continue  # none of its questions has evidence in the conversation
+        points = (len(conv.messages),) if asking else probe_points(conv, probes)
         for label, strategy in strats:
             tasks.append(
                 Task(
@@ -212,6 +226,7 @@ def _plan(
                     columns=columns,
                     counter=cnt,
                     dump=None if dump is None else os.fspath(dump),
+                    questions=questions,
                 )
             )
     aggregates = dict(_CORE_AGGREGATES)

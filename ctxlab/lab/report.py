@@ -52,6 +52,9 @@ COLUMNS: tuple[str, ...] = (
 #: The summary's group keys.
 KEYS: tuple[str, ...] = ("dataset", "strategy", "budget")
 _IDENTITY = ("dataset", "conversation_id", "strategy", "budget", "probe")
+# Columns that label a row rather than measure it: the question of a question probe, and
+# why a strategy could not run on a conversation.
+_LABELS = ("question_index", "category", "note")
 # The summary columns a notebook shows (means only; CIs are in `summary()`).
 _HTML_COLUMNS = (
     "budget_ok",
@@ -107,7 +110,11 @@ class Report:
         df = df.astype({"budget": "int64", "probe": "int64", "budget_ok": "bool"})
         df = df.astype({"dataset": "object", "conversation_id": "object", "strategy": "object"})
         for col in df.columns:
-            if col not in (*_IDENTITY, "budget_ok"):
+            if col in ("question_index", "category"):
+                df[col] = df[col].astype("int64")
+            elif col == "note":
+                df[col] = df[col].fillna("").astype("object")
+            elif col not in (*_IDENTITY, "budget_ok"):
                 df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
         return cls(df=df.reset_index(drop=True), meta=dict(meta or {}), tables=dict(tables or {}))
 
@@ -134,7 +141,11 @@ class Report:
     @property
     def metric_columns(self) -> list[str]:
         """Numeric columns that hold a value somewhere (budget_ok included, as a share)."""
-        return [c for c in self.df.columns if c not in _IDENTITY and self.df[c].notna().any()]
+        return [
+            c
+            for c in self.df.columns
+            if c not in (*_IDENTITY, *_LABELS) and self.df[c].notna().any()
+        ]
 
     def summary(
         self,
@@ -223,6 +234,8 @@ class Report:
                 raise UsageError(f"strategy {label!r} is not in this report; it has: {known}")
         df = _per_conversation(self.df, source, kind).rename(columns={source: metric})
         on = ["dataset", "conversation_id", "budget", "probe"]
+        if "question_index" in df.columns:
+            on.append("question_index")
         left = df.loc[df["strategy"] == la, [*on, metric]]
         right = df.loc[df["strategy"] == lb, [*on, metric]]
         pairs = left.merge(right, on=on, suffixes=("_a", "_b")).dropna()

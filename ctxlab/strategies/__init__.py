@@ -18,12 +18,14 @@ from ctxlab.errors import UsageError
 from ctxlab.strategies.base import BaseStrategy, Decision, Pruned, Strategy
 
 if TYPE_CHECKING:
+    from ctxlab.strategies.evidence_oracle import EvidenceOracle
     from ctxlab.strategies.function import FunctionStrategy, from_function
     from ctxlab.strategies.head_tail import HeadTail
     from ctxlab.strategies.importance import Importance
     from ctxlab.strategies.keep_all import KeepAll
     from ctxlab.strategies.mask_tool_outputs import MaskToolOutputs
     from ctxlab.strategies.pipeline import Pipeline
+    from ctxlab.strategies.retrieve import Retrieve
     from ctxlab.strategies.sliding_window import SlidingWindow
     from ctxlab.strategies.summarize import Summarize, SummaryWindow
     from ctxlab.strategies.token_window import TokenWindow
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BaseStrategy",
     "Decision",
+    "EvidenceOracle",
     "ExtractiveSummarizer",
     "FunctionStrategy",
     "HeadTail",
@@ -43,6 +46,7 @@ __all__ = [
     "MaskToolOutputs",
     "Pipeline",
     "Pruned",
+    "Retrieve",
     "SlidingWindow",
     "Strategy",
     "Summarize",
@@ -51,6 +55,7 @@ __all__ = [
     "SummaryWindow",
     "TokenWindow",
     "TruncateLong",
+    "default_names",
     "from_function",
     "get_strategy",
     "names",
@@ -61,12 +66,14 @@ __all__ = [
 _LAZY: dict[str, str] = {
     "ExtractiveSummarizer": "ctxlab.summarizers",
     "FunctionStrategy": "ctxlab.strategies.function",
+    "EvidenceOracle": "ctxlab.strategies.evidence_oracle",
     "HeadTail": "ctxlab.strategies.head_tail",
     "Importance": "ctxlab.strategies.importance",
     "KeepAll": "ctxlab.strategies.keep_all",
     "LLMSummarizer": "ctxlab.summarizers.llm",
     "MaskToolOutputs": "ctxlab.strategies.mask_tool_outputs",
     "Pipeline": "ctxlab.strategies.pipeline",
+    "Retrieve": "ctxlab.strategies.retrieve",
     "SlidingWindow": "ctxlab.strategies.sliding_window",
     "Summarize": "ctxlab.strategies.summarize",
     "Summarizer": "ctxlab.summarizers",
@@ -89,11 +96,13 @@ def __getattr__(name: str) -> Any:
 
 # name -> "module:attribute"; kept explicit so `names()` needs no imports.
 _REGISTRY: dict[str, str] = {
+    "evidence_oracle": "ctxlab.strategies.evidence_oracle:EvidenceOracle",
     "head_tail": "ctxlab.strategies.head_tail:HeadTail",
     "importance": "ctxlab.strategies.importance:Importance",
     "keep_all": "ctxlab.strategies.keep_all:KeepAll",
     "mask_tool_outputs": "ctxlab.strategies.mask_tool_outputs:MaskToolOutputs",
     "pipeline": "ctxlab.strategies.pipeline:Pipeline",
+    "retrieve": "ctxlab.strategies.retrieve:Retrieve",
     "sliding_window": "ctxlab.strategies.sliding_window:SlidingWindow",
     "summarize": "ctxlab.strategies.summarize:Summarize",
     "summary_window": "ctxlab.strategies.summarize:SummaryWindow",
@@ -107,9 +116,18 @@ def register(name: str, target: str) -> None:
     _REGISTRY[name] = target
 
 
+# Registered, but run only when named: upper bounds that read the answer key.
+_ORACLES = frozenset({"evidence_oracle"})
+
+
 def names() -> list[str]:
     """Registered strategy names, sorted."""
     return sorted(_REGISTRY)
+
+
+def default_names() -> list[str]:
+    """The strategies `ctxlab compare` runs when none is named: all but the oracles, sorted."""
+    return [n for n in names() if n not in _ORACLES]
 
 
 def strategy_class(name: str) -> type[BaseStrategy]:

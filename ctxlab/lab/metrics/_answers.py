@@ -97,7 +97,8 @@ def search_context(
     assert probe.pruned is not None
     order = probe.order
     # Verbatim messages without words take no part in any occurrence: leave them out.
-    keep = (order < 0) | ans.has_words[np.maximum(order, 0)]
+    # The question of a question probe (-2) is not context: it takes no part either.
+    keep = (order == -1) | ((order >= 0) & ans.has_words[np.maximum(order, 0)])
     pos, orig = np.flatnonzero(keep), order[keep]
     old = np.zeros(len(pos), dtype=np.bool_)
     if len(pos) > 1:

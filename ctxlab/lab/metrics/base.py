@@ -144,21 +144,37 @@ def _fingerprint(conversation: Conversation) -> int:
 class Probe:
     """One probe of a replay: the context sent after the first `k` messages.
 
+    At a question probe the request is the whole conversation plus one new user message, the
+    question (`asked`); `k` is then the conversation's length, `question` the question's
+    position in ``annotations["questions"]``, and retention metrics are about that question
+    only. The question message is never counted as retained content.
+
     Attributes:
         k: the prefix length (the probe index in reports).
         pruned: the strategy's result, or None when it raised `BudgetUnreachableError`.
         facts: the conversation's shared facts.
+        question: at a question probe, the question's index; else None.
+        asked: at a question probe, the question message appended to the conversation.
     """
 
     k: int
     pruned: Pruned | None
     facts: Facts = field(repr=False, compare=False)
+    question: int | None = None
+    asked: Message | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def tokens_before(self) -> int:
+        """Tokens of the request with nothing pruned (the question included, if any)."""
+        extra = self.facts.counter.count(self.asked) if self.asked is not None else 0
+        return self.facts.tokens_before(self.k) + extra
 
     @cached_property
     def order(self) -> npt.NDArray[np.int64]:
         """Per context position, the original message's index if sent verbatim, else -1.
 
-        Rewritten messages (summaries, masks, truncations) are -1.
+        Rewritten messages (summaries, masks, truncations) are -1; the question of a question
+        probe is -2.
         """
         if self.pruned is None:
             return np.zeros(0, dtype=np.int64)
@@ -171,6 +187,11 @@ class Probe:
         for pos in np.flatnonzero((found < 0) | (found >= self.k)).tolist():
             j = index.get(sent[pos].id, -1)
             found[pos] = j if 0 <= j < self.k and originals[j] == sent[pos] else -1
+        if self.asked is not None:
+            for pos in range(len(sent) - 1, -1, -1):
+                if sent[pos] is self.asked:
+                    found[pos] = -2
+                    break
         return found
 
     @cached_property
@@ -184,22 +205,22 @@ class Probe:
     def context_key(self) -> tuple[Any, ...]:
         """What identifies the probe's context: equal keys, equal contexts.
 
-        The prefix length, the verbatim originals by position (`order`), and the role, name,
-        content and tool calls of every other message (ids and meta aside).
+        The prefix length, the question asked, the verbatim originals by position (`order`),
+        and the role, name, content and tool calls of every other message (ids and meta aside).
         """
         others = tuple((m.role, m.name, m.content, m.tool_calls) for _, m in self.others)
-        return (self.k, self.order.tobytes(), others)
+        return (self.k, self.question, self.order.tobytes(), others)
 
     @cached_property
     def others(self) -> tuple[tuple[int, Message], ...]:
         """Context messages that are not verbatim originals, with their position.
 
-        Those are summaries, placeholders and truncated messages.
+        Those are summaries, placeholders and truncated messages (not the question asked).
         """
         if self.pruned is None:
             return ()
         sent = self.pruned.messages
-        return tuple((int(pos), sent[pos]) for pos in np.flatnonzero(self.order < 0))
+        return tuple((int(pos), sent[pos]) for pos in np.flatnonzero(self.order == -1))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -211,12 +232,14 @@ class Cell:
         strategy: the strategy's label.
         budget: the budget.
         probes: one `Probe` per probe point, in order.
+        note: why the strategy could not run on this conversation ("" when it ran).
     """
 
     facts: Facts
     strategy: str
     budget: Budget
     probes: tuple[Probe, ...]
+    note: str = ""
     _memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property

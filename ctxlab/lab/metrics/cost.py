@@ -104,7 +104,7 @@ class Compression(ProbeMetric):
     def value(self, cell: Cell, probe: Probe) -> float:
         """Share of the prefix's tokens removed."""
         assert probe.pruned is not None
-        return 1.0 - probe.pruned.tokens / cell.facts.tokens_before(probe.k)
+        return 1.0 - probe.pruned.tokens / probe.tokens_before
 
 
 class PrefixStability(ProbeMetric):

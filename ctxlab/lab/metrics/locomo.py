@@ -41,6 +41,16 @@ _ADVERSARIAL = 5
 IntArray = npt.NDArray[np.int64]
 
 
+def _asked(probe: Probe, n: int) -> npt.NDArray[np.bool_]:
+    """At a question probe only the question asked applies; elsewhere every question may."""
+    if probe.question is None:
+        return np.ones(n, dtype=np.bool_)
+    mask = np.zeros(n, dtype=np.bool_)
+    if 0 <= probe.question < n:
+        mask[probe.question] = True
+    return mask
+
+
 def _has_questions(conversation: Conversation) -> bool:
     return bool(conversation.annotations.get("questions"))
 
@@ -138,6 +148,7 @@ class EvidenceRecall(ProbeMetric):
     def _at(self, qs: _Questions, probe: Probe) -> list[float]:
         applying = (qs.category != _ADVERSARIAL) & ~qs.outside
         applying &= (qs.n_evidence > 0) & (qs.last < probe.k)
+        applying &= _asked(probe, len(qs.category))
         if probe.pruned is None or not applying.any():
             return [NAN] * (len(self._CATS) + 2)
         hits = np.bincount(
@@ -181,6 +192,7 @@ class AnswerPresence(ProbeMetric):
         at_end = probe.k == facts.n
         applying = (qs.category != _ADVERSARIAL) & qs.has_answer & ~qs.outside
         applying &= np.where(qs.n_evidence > 0, qs.last < probe.k, at_end)
+        applying &= _asked(probe, len(qs.category))
         if not applying.any():
             return NAN
         present = np.zeros(len(qs.patterns), dtype=np.bool_)

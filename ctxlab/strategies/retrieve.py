@@ -1,0 +1,234 @@
+"""`retrieve`: a retrieval memory; recent turns plus the earlier turns most relevant to the query.
+
+The query is the newest user message (at a question probe: the question). Earlier units (a
+tool call with its results, or any other message) are ranked by relevance to it, BM25 by
+default, or BM25 fused with dense embeddings (``embedder="minilm"`` or any callable
+``list[str] -> array``), and the best ones that fit are sent in their original order, after a
+window of the most recent turns. This is the shape of the retrieval memories of chat
+frameworks (a vector or keyword store searched with the newest message, plus a short buffer
+of recent turns).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from ctxlab.budget import Budget
+from ctxlab.errors import BudgetUnreachableError, UsageError
+from ctxlab.messages import Conversation, Message
+from ctxlab.pruned import Action, Decision, Pruned
+from ctxlab.scoring.relevance import Embedder, Ranking, bm25_ranking, dense_ranking, fuse
+from ctxlab.strategies._tool_units import Unit, units_of
+from ctxlab.strategies.base import BaseStrategy
+from ctxlab.tokens import TokenCounter
+
+__all__ = ["Retrieve"]
+
+_REPLY_PRIMING = 3
+
+
+@dataclass(frozen=True, kw_only=True)
+class Retrieve(BaseStrategy):
+    """Pinned messages, a recent window, then earlier units ranked by relevance to the query.
+
+    Guarantees:
+        - at most ``budget.available`` tokens; `BudgetUnreachableError` when, and only when,
+          the first system message and the newest user message alone exceed it;
+        - the first system message and the newest user message are sent verbatim;
+        - the newest units that fit in ``recent`` × the budget are sent (one contiguous run);
+        - the rest of the room goes to earlier units by relevance to the newest user message,
+          best first (ties: newer first), skipping those that no longer fit; units with no
+          relevance at all (BM25 0, no embedder) are not sent; with no query to rank by, the
+          recent window takes the whole room;
+        - everything is sent in its original order; a tool call travels with all its results,
+          calls still waiting for results and results without their call are never sent;
+        - every decision of a ranked unit carries its score and rank
+          (``"retrieved: score 7.1, rank 3"``).
+
+    Attributes:
+        recent: share of the available budget for the recent window, in [0, 1].
+        embedder: None for BM25 alone; ``"minilm"`` for BM25 fused with the bundled MiniLM
+            sentence embeddings (extra ``embed``); or any callable mapping a list of texts to
+            one vector per text. Embeddings are cached by content (on disk for ``"minilm"``).
+    """
+
+    name: ClassVar[str] = "retrieve"
+
+    recent: float = 0.25
+    embedder: str | Embedder | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= float(self.recent) <= 1.0:
+            raise UsageError(
+                f"retrieve: recent must be a share of the budget in [0, 1], got {self.recent}"
+            )
+        if isinstance(self.embedder, str) and self.embedder != "minilm":
+            raise UsageError(
+                f"retrieve: unknown embedder {self.embedder!r}; use 'minilm' or a callable "
+                "list[str] -> array"
+            )
+
+    @property
+    def relevance(self) -> str:
+        """Which relevance ranks the units: ``bm25`` or ``bm25+<embedder>``."""
+        if self.embedder is None:
+            return "bm25"
+        name = self.embedder if isinstance(self.embedder, str) else _name(self.embedder)
+        return f"bm25+{name}"
+
+    def _prune(self, conversation: Conversation, budget: Budget, counter: TokenCounter) -> Pruned:
+        msgs = conversation.messages
+        counts = counter.count_many(msgs)
+        units, tracker = units_of(msgs, counts)
+        system = next((i for i, m in enumerate(msgs) if m.role == "system"), None)
+        user = next((i for i in range(len(msgs) - 1, -1, -1) if _is_user_turn(msgs[i])), None)
+        forced = [i for i in (system, user) if i is not None]
+        required = _REPLY_PRIMING + sum(counts[i] for i in forced)
+        if required > budget.available:
+            raise BudgetUnreachableError(required, budget.available, "first system + newest user")
+        candidates = [u for u in units if u.state == "ok" and u.start not in forced]
+        ranking = self._ranking(msgs, user)
+        room = budget.available - required
+        searchable = ranking is not None and bool(np.any(ranking.ranks > 0))
+        share = room if not searchable else min(room, int(float(self.recent) * budget.available))
+        recent, used = _recent(candidates, share)
+        plan = _Plan(recent=recent, ranking=ranking, user=user)
+        ranked = plan.rank(candidates)
+        retrieved = []
+        for unit, score, _ in ranked:
+            if score > 0 and used + unit.cost <= room:
+                retrieved.append(unit)
+                used += unit.cost
+        plan.retrieved = {id(u) for u in retrieved}
+        kept = sorted({*forced, *(i for u in (*recent, *retrieved) for i in u.members)})
+        reasons = dict(tracker.bad_reason)
+        reasons.update(dict.fromkeys(tracker.open_members(), "tool call awaiting its results"))
+        return Pruned(
+            conversation=conversation,
+            messages=tuple(msgs[i] for i in kept),
+            tokens=required + used,
+            budget=budget,
+            strategy=self.label,
+            decide=lambda: plan.decisions(msgs, units, ranked, forced, reasons),
+        )
+
+    def _ranking(self, msgs: Sequence[Message], user: int | None) -> Ranking | None:
+        """Relevance of every message but the query to the query (None without a query)."""
+        if user is None:
+            return None
+        query = msgs[user].text
+        corpus = [m.text for i, m in enumerate(msgs) if i != user]
+        lexical = bm25_ranking(corpus, query)
+        if self.embedder is None:
+            ranking = lexical
+        else:
+            from ctxlab.scoring.embeddings import resolve_embedder
+
+            dense = dense_ranking(resolve_embedder(self.embedder), corpus, query)
+            ranking = fuse(lexical, dense)
+        # Back to message positions: the query takes no part (rank 0, score 0).
+        return ranking.inserted(user)
+
+
+class _Plan:
+    """What one prune decided, kept to write the decisions lazily."""
+
+    def __init__(self, *, recent: list[Unit], ranking: Ranking | None, user: int | None) -> None:
+        self.recent = {id(u) for u in recent}
+        self.ranking = ranking
+        self.user = user
+        self.retrieved: set[int] = set()
+
+    def rank(self, candidates: list[Unit]) -> list[tuple[Unit, float, int]]:
+        """Candidates outside the recent window, best first: (unit, score, rank)."""
+        if self.ranking is None:
+            return []
+        scores = self.ranking.scores
+        rest = [u for u in candidates if id(u) not in self.recent]
+        scored = [(u, max(float(scores[i]) for i in u.members)) for u in rest]
+        scored.sort(key=lambda us: (-us[1], -us[0].start))
+        return [(u, s, r) for r, (u, s) in enumerate(scored, start=1)]
+
+    def decisions(
+        self,
+        msgs: Sequence[Message],
+        units: list[Unit],
+        ranked: list[tuple[Unit, float, int]],
+        forced: list[int],
+        reasons: dict[int, str],
+    ) -> list[Decision]:
+        """One decision per message, with the score and rank of ranked units."""
+        unit_at = {i: u for u in units for i in u.members}
+        rank_of = {id(u): (s, r) for u, s, r in ranked}
+        out = []
+        for i, m in enumerate(msgs):
+            unit = unit_at[i]
+            score, rank = rank_of.get(id(unit), (math.nan, 0))
+            action: Action = "dropped"
+            if i in forced:
+                why = (
+                    "pinned: system"
+                    if m.role == "system"
+                    else "pinned: newest user message (the query)"
+                )
+                action, score = "kept", math.inf
+            elif i in reasons:
+                why = reasons[i]
+            elif id(unit) in self.recent:
+                why, action = "recent window", "kept"
+            elif id(unit) in self.retrieved:
+                why, action = f"retrieved: score {self._score(unit, score)}, rank {rank}", "kept"
+            elif rank and score > 0:
+                why = f"not retrieved, no room: score {self._score(unit, score)}, rank {rank}"
+            elif rank:
+                why = f"not retrieved: nothing in common with the query (rank {rank})"
+            else:
+                why = "older than the recent window, and there is no query to rank by"
+            out.append(
+                Decision(
+                    index=i,
+                    message_id=m.id,
+                    action=action,
+                    reason=why,
+                    score=None if math.isnan(score) else score,
+                )
+            )
+        return out
+
+    def _score(self, unit: Unit, score: float) -> str:
+        """The unit's score; for a hybrid, with the BM25 and cosine of its best member."""
+        assert self.ranking is not None
+        parts = self.ranking.parts
+        if not parts:
+            return _fmt(score)
+        best = max(unit.members, key=lambda i: float(self.ranking.scores[i]))  # type: ignore[union-attr]
+        lexical, dense = (float(p.scores[best]) for p in parts)
+        return f"{_fmt(score)} (bm25 {_fmt(lexical)}, cosine {dense:.2f})"
+
+
+def _recent(candidates: list[Unit], share: int) -> tuple[list[Unit], int]:
+    """The newest units that fit in `share` tokens, one contiguous run back from the newest."""
+    chosen, used = [], 0
+    for unit in reversed(candidates):
+        if used + unit.cost > share:
+            break
+        chosen.append(unit)
+        used += unit.cost
+    return chosen, used
+
+
+def _is_user_turn(m: Message) -> bool:
+    return m.role == "user" and not m.is_tool_output
+
+
+def _fmt(score: float) -> str:
+    return f"{score:.3g}" if abs(score) < 1 else f"{score:.1f}"
+
+
+def _name(embedder: Embedder) -> str:
+    return str(getattr(embedder, "name", None) or getattr(embedder, "__name__", "custom"))
