@@ -143,13 +143,27 @@ class Postings:
             self._docs.setdefault(term, []).append(i)
             self._tfs.setdefault(term, []).append(tf)
 
-    def scores(self, weights: Mapping[str, float], n: int | None = None) -> list[float]:
-        """BM25 score of each of the first `n` documents (default: all) for weighted terms."""
+    def scores(
+        self,
+        weights: Mapping[str, float],
+        n: int | None = None,
+        extra: Sequence[str] | None = None,
+    ) -> list[float]:
+        """BM25 score of each of the first `n` documents (default: all) for weighted terms.
+
+        With `extra`, one more document (its terms) is scored after those `n`, as if it had
+        been added there: the same numbers, without changing these statistics.
+        """
         import numpy as np
 
         n = len(self.lens) if n is None else n
-        if n == 0 or not weights or not any(self.lens[:n]):
-            return [0.0] * n
+        lens = self.lens[:n]
+        tail = dict(zip(*_term_counts(tuple(extra)), strict=True)) if extra is not None else {}
+        if extra is not None:
+            lens = [*lens, len(extra)]
+        total = len(lens)
+        if total == 0 or not weights or not any(lens):
+            return [0.0] * total
         at: list[int] = []
         tfs: list[int] = []
         dfs, idfs, ws = [], [], []
@@ -157,18 +171,24 @@ class Postings:
         for term in sorted(weights):
             docs = self._docs.get(term) if term else None
             df = bisect.bisect_left(docs, n) if docs is not None else 0
+            more = tail.get(term, 0) if term else 0
             if docs is not None and df:
                 at += docs[:df]
                 tfs += self._tfs[term][:df]
-                dfs.append(df)
-                idfs.append(math.log(1 + (n - df + 0.5) / (df + 0.5)))
+            if more:
+                at.append(n)
+                tfs.append(more)
+            if df or more:
+                seen = df + (1 if more else 0)
+                dfs.append(seen)
+                idfs.append(math.log(1 + (total - seen + 0.5) / (seen + 0.5)))
                 ws.append(weights[term])
         if not at:
-            return [0.0] * n
+            return [0.0] * total
         idf = np.repeat(np.array(idfs, dtype=np.float32), dfs)
         weight = np.repeat(np.array(ws, dtype=np.float64), dfs)
         tf = np.array(tfs, dtype=np.float64)
-        return _combine(n, tf, np.array(at), np.array(self.lens[:n]), idf, weight)
+        return _combine(total, tf, np.array(at), np.array(lens), idf, weight)
 
 
 @lru_cache(maxsize=65536)

@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import bisect
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Protocol, runtime_checkable
 
 from ctxlab.errors import UsageError
@@ -151,9 +154,11 @@ class Relevance:
     def prefix_scores(self, conversation: Conversation, counter: TokenCounter) -> PrefixScores:
         """Scores of each prefix (see `prefix_scores`), from one set of term statistics."""
         messages = conversation.messages
-        postings = Postings()
-        for m in messages:
-            postings.add(terms(m.text))
+        # Requests that share a history differ in the newest message only: the statistics
+        # of the others are kept, and the newest one is scored as an extra document.
+        postings = history_postings(tuple(m.text for m in messages[:-1]))
+        newest = terms(messages[-1].text) if messages else ()
+        last = len(messages)
         users = [i for i, m in enumerate(messages) if m.role == "user" and not m.is_tool_output]
 
         def of(n: int) -> list[float]:
@@ -163,7 +168,13 @@ class Relevance:
                 query = self.query
             else:
                 query = messages[anchor].text if anchor is not None else ""
-            raw = postings.scores(query_weights(terms(query)), n)
+            weights = query_weights(terms(query))
+            if n == 0:
+                return []
+            if n == last:
+                raw = postings.scores(weights, n - 1, extra=newest)
+            else:
+                raw = postings.scores(weights, n)
             if anchor is not None:
                 raw[anchor] = 0.0
             scores = _normalise(raw)
@@ -188,7 +199,7 @@ class KeyDensity:
         """One score per message in [0, 1]."""
         counts = counter.count_many(conversation.messages)
         return [
-            min(1.0, 100.0 * len(key_strings(m.text)) / max(c, 1) / self.saturation)
+            min(1.0, 100.0 * _key_count(m.text) / max(c, 1) / self.saturation)
             for m, c in zip(conversation.messages, counts, strict=True)
         ]
 
@@ -264,6 +275,32 @@ class Weighted:
             return [v / total for v in out]
 
         return of
+
+
+@lru_cache(maxsize=65536)
+def _key_count(text: str) -> int:
+    return len(key_strings(text))
+
+
+_POSTINGS: OrderedDict[tuple[str, ...], Postings] = OrderedDict()
+_POSTINGS_LOCK = threading.Lock()
+
+
+def history_postings(texts: tuple[str, ...]) -> Postings:
+    """BM25 statistics of these documents, built once and kept for the next request."""
+    with _POSTINGS_LOCK:
+        found = _POSTINGS.get(texts)
+        if found is not None:
+            _POSTINGS.move_to_end(texts)
+            return found
+    postings = Postings()
+    for text in texts:
+        postings.add(terms(text))
+    with _POSTINGS_LOCK:
+        _POSTINGS[texts] = postings
+        while len(_POSTINGS) > 16:
+            _POSTINGS.popitem(last=False)
+    return postings
 
 
 def default_scorer() -> Weighted:

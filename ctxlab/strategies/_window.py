@@ -28,6 +28,7 @@ from functools import cached_property
 from ctxlab.budget import Budget
 from ctxlab.errors import BudgetUnreachableError
 from ctxlab.messages import Conversation, Message
+from ctxlab.strategies._branches import per_budget
 from ctxlab.strategies._tool_units import NEVER, sendable_ends
 from ctxlab.strategies.base import Action, BaseStrategy, Decision, Pruned
 from ctxlab.tokens import TokenCounter
@@ -110,6 +111,27 @@ class Layout:
 
     def __len__(self) -> int:
         return len(self.messages)
+
+    def extended(self, message: Message) -> Layout:
+        """This layout with one more message that is its own unit (not a tool message).
+
+        What a request that adds one message to a shared history needs, without grouping
+        and counting the history again: equal to ``Layout(messages + (message,), counter)``.
+        """
+        assert message.role != "tool" and not message.tool_calls
+        n, cost = len(self.messages), self._counter.count(message)
+        out = object.__new__(type(self))
+        out.__dict__.update(self.__dict__)
+        out.__dict__.pop("users", None)  # recomputed on demand
+        out.messages = (*self.messages, message)
+        out.unit_end = [*self.unit_end, n]
+        out.system = n if self.system < 0 and message.role == "system" else self.system
+        out.bad_cum = [*self.bad_cum, self.bad_cum[-1]]
+        out._straddle = [*self._straddle, NEVER]
+        out.counts = [*self.counts, cost]
+        out._all = [*self._all, cost]
+        out.keep_cum = [*self.keep_cum, self.keep_cum[-1] + cost]
+        return out
 
     # -- per prefix -------------------------------------------------------------------------
 
@@ -376,3 +398,26 @@ class WindowStrategy(BaseStrategy):
         label = self.label
         for k in probes:
             yield self._select(layout, k, budget).pruned(conversation, budget, label)
+
+    def branches(
+        self,
+        conversation: Conversation,
+        extras: Sequence[Message],
+        budgets: Sequence[Budget],
+        counter: TokenCounter,
+    ) -> Iterator[list[Pruned | None]]:
+        """For each extra message x, ``prune(conversation + x)`` at each budget (None: unmet).
+
+        The history is grouped and counted once; each request extends that layout.
+        """
+        history = Layout(conversation.messages, counter)
+        label = self.label
+        for extra in extras:
+            conv = conversation.with_messages((*conversation.messages, extra))
+            own = extra.role != "tool" and not extra.tool_calls
+            layout = history.extended(extra) if own else Layout(conv.messages, counter)
+            k = len(layout)
+            yield per_budget(
+                budgets,
+                lambda b: self._select(layout, k, b).pruned(conv, b, label),  # noqa: B023
+            )

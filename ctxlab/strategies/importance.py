@@ -22,7 +22,8 @@ from ctxlab.budget import Budget
 from ctxlab.errors import BudgetUnreachableError
 from ctxlab.messages import Conversation, Message
 from ctxlab.scoring import Pins, PrefixScores, Scorer, default_scorer, prefix_scores
-from ctxlab.strategies._tool_units import Unit, units_of
+from ctxlab.strategies._branches import History, per_budget
+from ctxlab.strategies._tool_units import Unit, UnitTracker, units_of
 from ctxlab.strategies._window import prefix_of
 from ctxlab.strategies.base import Action, BaseStrategy, Decision, Pruned
 from ctxlab.tokens import TokenCounter
@@ -74,34 +75,36 @@ class Importance(BaseStrategy):
         for k in probes:
             yield self._choose(prefix_of(conversation, k), budget, counter, scores(k))
 
+    def branches(
+        self,
+        conversation: Conversation,
+        extras: Sequence[Message],
+        budgets: Sequence[Budget],
+        counter: TokenCounter,
+    ) -> Iterator[list[Pruned | None]]:
+        """For each extra message x, ``prune(conversation + x)`` at each budget (None: unmet).
+
+        The history's counts and tool units are computed once; each request is scored once
+        for all its budgets.
+        """
+        history = History(conversation, counter)
+        for extra in extras:
+            request = history.branch(extra)
+            conv = request.conversation
+            scores = self._prefix_scores(conv, counter)(len(conv.messages))
+            grouped = (request.counts, request.units, request.tracker)
+            ranked = _Ranked(conv, counter, scores, grouped)
+            yield per_budget(budgets, lambda b: ranked.fill(b, self.label))  # noqa: B023
+
     def _choose(
-        self, conversation: Conversation, budget: Budget, counter: TokenCounter, scores: list[float]
+        self,
+        conversation: Conversation,
+        budget: Budget,
+        counter: TokenCounter,
+        scores: list[float],
+        grouped: tuple[list[int], list[Unit], UnitTracker] | None = None,
     ) -> Pruned:
-        msgs = conversation.messages
-        counts = counter.count_many(msgs)
-        units, tracker = units_of(msgs, counts)
-        system = next((i for i, m in enumerate(msgs) if m.role == "system"), None)
-        user = next(
-            (i for i in range(len(msgs) - 1, -1, -1) if _is_user_turn(msgs[i])),
-            None,
-        )
-        forced = [i for i in (system, user) if i is not None]
-        required = _REPLY_PRIMING + sum(counts[i] for i in forced)
-        if required > budget.available:
-            raise BudgetUnreachableError(required, budget.available, "first system + newest user")
-        unit_score = {id(u): max(scores[i] for i in u.members) for u in units}
-        chosen, used = self._select(units, unit_score, forced, budget.available - required)
-        kept = sorted(i for u in chosen for i in u.members)
-        reasons = {i: tracker.bad_reason[i] for i in tracker.bad_reason}
-        reasons.update(dict.fromkeys(tracker.open_members(), "tool call awaiting its results"))
-        return Pruned(
-            conversation=conversation,
-            messages=tuple(msgs[i] for i in kept),
-            tokens=required + used,
-            budget=budget,
-            strategy=self.label,
-            decide=lambda: _decisions(msgs, units, chosen, unit_score, forced, reasons),
-        )
+        return _Ranked(conversation, counter, scores, grouped).fill(budget, self.label)
 
     def _prefix_scores(self, conversation: Conversation, counter: TokenCounter) -> PrefixScores:
         scores = prefix_scores(self.scorer, conversation, counter)
@@ -110,19 +113,64 @@ class Importance(BaseStrategy):
         pins = Pins(ids=frozenset(self.pin_ids), predicate=self.pin).score(conversation, counter)
         return lambda n: [max(s, p) for s, p in zip(scores(n), pins[:n], strict=True)]
 
-    def _select(
-        self, units: list[Unit], unit_score: dict[int, float], forced: list[int], room: int
-    ) -> tuple[list[Unit], int]:
-        """Forced units first, then by score (ties: newer first), each if it still fits."""
-        chosen = [u for u in units if u.state == "ok" and u.start in forced]
-        rest = [u for u in units if u.state == "ok" and u.start not in forced]
-        rest.sort(key=lambda u: (-unit_score[id(u)], -u.start))
-        used = 0
-        for unit in rest:
+
+class _Ranked:
+    """One request's units ranked once, to be filled at any budget."""
+
+    def __init__(
+        self,
+        conversation: Conversation,
+        counter: TokenCounter,
+        scores: list[float],
+        grouped: tuple[list[int], list[Unit], UnitTracker] | None,
+    ) -> None:
+        msgs = self.msgs = conversation.messages
+        self.conversation = conversation
+        if grouped is None:
+            counts = counter.count_many(msgs)
+            units, tracker = units_of(msgs, counts)
+        else:
+            counts, units, tracker = grouped
+        self.units = units
+        system = next((i for i, m in enumerate(msgs) if m.role == "system"), None)
+        user = next((i for i in range(len(msgs) - 1, -1, -1) if _is_user_turn(msgs[i])), None)
+        self.forced = [i for i in (system, user) if i is not None]
+        self.required = _REPLY_PRIMING + sum(counts[i] for i in self.forced)
+        self.unit_score = {
+            id(u): scores[u.start] if len(u.members) == 1 else max(scores[i] for i in u.members)
+            for u in units
+        }
+        sendable = [u for u in units if u.state == "ok"]
+        self.pinned = [u for u in sendable if u.start in self.forced]
+        self.order = [u for u in sendable if u.start not in self.forced]
+        # By score, ties newer first: the order units are taken in, whatever the budget.
+        self.order.sort(key=lambda u: (-self.unit_score[id(u)], -u.start))
+        self.reasons = dict(tracker.bad_reason)
+        self.reasons.update(dict.fromkeys(tracker.open_members(), "tool call awaiting its results"))
+
+    def fill(self, budget: Budget, label: str) -> Pruned:
+        """Forced units first, then by score, each if it still fits."""
+        if self.required > budget.available:
+            raise BudgetUnreachableError(
+                self.required, budget.available, "first system + newest user"
+            )
+        room = budget.available - self.required
+        chosen, used = list(self.pinned), 0
+        for unit in self.order:
             if used + unit.cost <= room:
                 chosen.append(unit)
                 used += unit.cost
-        return chosen, used
+        kept = sorted(i for u in chosen for i in u.members)
+        msgs, units, score, forced = self.msgs, self.units, self.unit_score, self.forced
+        reasons = self.reasons
+        return Pruned(
+            conversation=self.conversation,
+            messages=tuple(msgs[i] for i in kept),
+            tokens=self.required + used,
+            budget=budget,
+            strategy=label,
+            decide=lambda: _decisions(msgs, units, chosen, score, forced, reasons),
+        )
 
 
 def _is_user_turn(m: Message) -> bool:

@@ -12,7 +12,7 @@ of recent turns).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -23,6 +23,7 @@ from ctxlab.errors import BudgetUnreachableError, UsageError
 from ctxlab.messages import Conversation, Message
 from ctxlab.pruned import Action, Decision, Pruned
 from ctxlab.scoring.relevance import Embedder, Ranking, bm25_ranking, dense_ranking, fuse
+from ctxlab.strategies._branches import Branch, History, per_budget
 from ctxlab.strategies._tool_units import Unit, units_of
 from ctxlab.strategies.base import BaseStrategy
 from ctxlab.tokens import TokenCounter
@@ -85,31 +86,52 @@ class Retrieve(BaseStrategy):
         msgs = conversation.messages
         counts = counter.count_many(msgs)
         units, tracker = units_of(msgs, counts)
-        system = next((i for i, m in enumerate(msgs) if m.role == "system"), None)
-        user = next((i for i in range(len(msgs) - 1, -1, -1) if _is_user_turn(msgs[i])), None)
-        forced = [i for i in (system, user) if i is not None]
-        required = _REPLY_PRIMING + sum(counts[i] for i in forced)
+        branch = Branch(conversation=conversation, counts=counts, units=units, tracker=tracker)
+        return self._choose(_Request(branch, self._ranking(msgs)), budget)
+
+    def branches(
+        self,
+        conversation: Conversation,
+        extras: Sequence[Message],
+        budgets: Sequence[Budget],
+        counter: TokenCounter,
+    ) -> Iterator[list[Pruned | None]]:
+        """For each extra message x, ``prune(conversation + x)`` at each budget (None: unmet).
+
+        The history's counts, tool units and retrieval index are computed once; each
+        request is ranked once for all budgets.
+        """
+        history = History(conversation, counter)
+        for extra in extras:
+            branch = history.branch(extra)
+            request = _Request(branch, self._ranking(branch.conversation.messages))
+            yield per_budget(budgets, lambda b: self._choose(request, b))  # noqa: B023
+
+    def _choose(self, request: _Request, budget: Budget) -> Pruned:
+        required = request.required
         if required > budget.available:
             raise BudgetUnreachableError(required, budget.available, "first system + newest user")
-        candidates = [u for u in units if u.state == "ok" and u.start not in forced]
-        ranking = self._ranking(msgs, user)
         room = budget.available - required
-        searchable = ranking is not None and bool(np.any(ranking.ranks > 0))
-        share = room if not searchable else min(room, int(float(self.recent) * budget.available))
-        recent, used = _recent(candidates, share)
-        plan = _Plan(recent=recent, ranking=ranking, user=user)
-        ranked = plan.rank(candidates)
+        share = room if not request.searchable else min(room, int(self.recent * budget.available))
+        recent, used = _recent(request.candidates, share)
+        plan = _Plan(recent=recent, ranking=request.ranking)
+        ranked = [
+            (u, s, r)
+            for r, (u, s) in enumerate(
+                (x for x in request.scored if id(x[0]) not in plan.recent), 1
+            )
+        ]
         retrieved = []
         for unit, score, _ in ranked:
             if score > 0 and used + unit.cost <= room:
                 retrieved.append(unit)
                 used += unit.cost
         plan.retrieved = {id(u) for u in retrieved}
+        msgs, forced = request.msgs, request.forced
         kept = sorted({*forced, *(i for u in (*recent, *retrieved) for i in u.members)})
-        reasons = dict(tracker.bad_reason)
-        reasons.update(dict.fromkeys(tracker.open_members(), "tool call awaiting its results"))
+        units, reasons = request.units, request.reasons
         return Pruned(
-            conversation=conversation,
+            conversation=request.conversation,
             messages=tuple(msgs[i] for i in kept),
             tokens=required + used,
             budget=budget,
@@ -117,8 +139,9 @@ class Retrieve(BaseStrategy):
             decide=lambda: plan.decisions(msgs, units, ranked, forced, reasons),
         )
 
-    def _ranking(self, msgs: Sequence[Message], user: int | None) -> Ranking | None:
+    def _ranking(self, msgs: Sequence[Message]) -> Ranking | None:
         """Relevance of every message but the query to the query (None without a query)."""
+        user = _newest_user(msgs)
         if user is None:
             return None
         query = msgs[user].text
@@ -135,24 +158,42 @@ class Retrieve(BaseStrategy):
         return ranking.inserted(user)
 
 
+class _Request:
+    """One request, grouped and ranked once: what `Retrieve` fills at any budget."""
+
+    def __init__(self, branch: Branch, ranking: Ranking | None) -> None:
+        msgs = self.msgs = branch.conversation.messages
+        self.conversation = branch.conversation
+        self.units = branch.units
+        self.ranking = ranking
+        system = next((i for i, m in enumerate(msgs) if m.role == "system"), None)
+        self.forced = [i for i in (system, _newest_user(msgs)) if i is not None]
+        self.required = _REPLY_PRIMING + sum(branch.counts[i] for i in self.forced)
+        forced = set(self.forced)
+        self.candidates = [u for u in branch.units if u.state == "ok" and u.start not in forced]
+        self.searchable = ranking is not None and bool(np.any(ranking.ranks > 0))
+        # Every candidate by relevance (ties: newer first), whatever the budget.
+        self.scored: list[tuple[Unit, float]] = []
+        if ranking is not None:
+            scores = ranking.scores.tolist()
+            self.scored = [
+                (u, scores[u.start] if len(u.members) == 1 else max(scores[i] for i in u.members))
+                for u in self.candidates
+            ]
+            self.scored.sort(key=lambda us: (-us[1], -us[0].start))
+        self.reasons = dict(branch.tracker.bad_reason)
+        self.reasons.update(
+            dict.fromkeys(branch.tracker.open_members(), "tool call awaiting its results")
+        )
+
+
 class _Plan:
     """What one prune decided, kept to write the decisions lazily."""
 
-    def __init__(self, *, recent: list[Unit], ranking: Ranking | None, user: int | None) -> None:
+    def __init__(self, *, recent: list[Unit], ranking: Ranking | None) -> None:
         self.recent = {id(u) for u in recent}
         self.ranking = ranking
-        self.user = user
         self.retrieved: set[int] = set()
-
-    def rank(self, candidates: list[Unit]) -> list[tuple[Unit, float, int]]:
-        """Candidates outside the recent window, best first: (unit, score, rank)."""
-        if self.ranking is None:
-            return []
-        scores = self.ranking.scores
-        rest = [u for u in candidates if id(u) not in self.recent]
-        scored = [(u, max(float(scores[i]) for i in u.members)) for u in rest]
-        scored.sort(key=lambda us: (-us[1], -us[0].start))
-        return [(u, s, r) for r, (u, s) in enumerate(scored, start=1)]
 
     def decisions(
         self,
@@ -220,6 +261,10 @@ def _recent(candidates: list[Unit], share: int) -> tuple[list[Unit], int]:
         chosen.append(unit)
         used += unit.cost
     return chosen, used
+
+
+def _newest_user(msgs: Sequence[Message]) -> int | None:
+    return next((i for i in range(len(msgs) - 1, -1, -1) if _is_user_turn(msgs[i])), None)
 
 
 def _is_user_turn(m: Message) -> bool:
