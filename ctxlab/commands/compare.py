@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 HELP = "Replay conversations under strategies x budgets; write results.csv, a run record, plots."
 
 DEFAULT_BUDGETS = (1000, 2000, 4000, 8000, 16000)
-PROBES = ("auto", "end", "sessions", "assistant_turns")
+PROBES = ("auto", "end", "sessions", "assistant_turns", "questions")
 # Retention columns the printed table shows, with their short headers.
 _RETENTION = {
     "evidence_recall": "evidence",
@@ -84,7 +84,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=PROBES,
         default="auto",
         help="when requests are measured: session ends (LoCoMo), before each assistant "
-        "turn (agent runs), the end, or auto (default)",
+        "turn (agent runs), the end, auto (default), or questions: each LoCoMo question "
+        "asked after the whole conversation (default data: the datasets with questions)",
     )
     add("--metric", action="append", metavar="NAME", help="compute only these metrics")
     add("--jobs", type=int, default=1, metavar="N", help="worker processes (default 1)")
@@ -118,7 +119,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ctxlab import datasets, strategies
+    from ctxlab import strategies
     from ctxlab.lab.harness import compare
     from ctxlab.tokens import get_counter
 
@@ -132,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     executor = _executor(args.jobs)
     try:
         report = compare(
-            args.data or datasets.names(),
+            args.data or _default_data(args.probes),
             args.strategy or strategies.default_names(),
             args.budget or DEFAULT_BUDGETS,
             metrics=args.metric,
@@ -148,10 +149,38 @@ def run(args: argparse.Namespace) -> int:
         if executor is not None:
             executor.shutdown()
     _print_table(report, args.seed)
+    if args.probes == "questions":
+        _print_categories(report)
     written = _write(report, args)
     if not args.quiet:
         print("wrote " + ", ".join(str(p) for p in written), file=sys.stderr)
     return 0
+
+
+def _default_data(probes: str) -> list[str]:
+    """Every bundled dataset; for question probes, those whose conversations have questions."""
+    from ctxlab import datasets
+
+    names = datasets.names()
+    return [n for n in names if n == "locomo"] if probes == "questions" else names
+
+
+def _print_categories(report: Any) -> None:
+    """Evidence recall at question probes by LoCoMo category (mean over questions)."""
+    cats = {"multi_hop": "multi-hop", "temporal": "temporal", "open_domain": "open-domain",
+            "single_hop": "single-hop"}  # fmt: skip
+    cols = [f"evidence_recall_{c}" for c in cats]
+    table = report.summary(["evidence_recall", *cols], n_boot=0)
+    asked = report.df.drop_duplicates(["dataset", "conversation_id", "question_index"])
+    counts = asked.groupby("category").size()
+    names = dict(zip((1, 2, 3, 4), cats.values(), strict=True))
+    sizes = ", ".join(f"{names[c]} {n}" for c, n in counts.items() if c in names)
+    print(f"\nevidence recall by question category, mean over questions ({sizes})")
+    lines = [["strategy", "budget", "all", *cats.values()]]
+    for _, r in table.iterrows():
+        lines.append([str(r["strategy"]), str(r["budget"]), _frac(r["evidence_recall"])]
+                     + [_frac(r[c]) for c in cols])  # fmt: skip
+    _print_rows(lines)
 
 
 def _executor(jobs: int) -> Executor | None:
