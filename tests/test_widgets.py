@@ -200,3 +200,26 @@ def test_comparison_tree_and_pickers() -> None:
 def test_comparison_needs_rows() -> None:
     with pytest.raises(UsageError, match="no rows"):
         widgets.comparison(ctxlab.Report.from_rows(_empty_rows()))
+
+
+def test_picking_a_question_asks_it_and_prunes_for_it(locomo: list[Conversation]) -> None:
+    conv = locomo[0]
+    box = widgets.explorer(conv, ["retrieve", "token_window"], budgets=[2000, 30_000])
+    find(box, "budget").value = 2000
+    before = sent_messages(box)
+    index = next(
+        i for i, q in enumerate(conv.annotations["questions"])
+        if q["category"] == 4 and q["evidence"] and q["evidence"][0] < "D5"
+    )  # fmt: skip
+    question = conv.annotations["questions"][index]
+    find(box, "question").value = index
+    view, panel = find(box, "view").value, find(box, "evidence").value
+    # The question is the newest message of the request, and retrieval ranked for it.
+    assert question["question"] in view and sent_messages(box) != before
+    assert "retrieved: score" in panel and "rank" in panel
+    assert "metrics over 1 probe" in find(box, "metrics").value
+    assert "evidence recall" in find(box, "metrics").value
+    # Not asking: the same question only outlines its evidence in the unchanged request.
+    find(box, "ask").value = False
+    assert sent_messages(box) == before
+    assert question["question"] not in find(box, "view").value

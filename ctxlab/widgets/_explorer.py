@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ctxlab.errors import CtxlabError, UsageError
+from ctxlab.lab._questions import applicable_questions, question_message
 from ctxlab.lab.report import Report
 from ctxlab.messages import Conversation
 from ctxlab.strategies.base import Pruned, Strategy
@@ -173,6 +174,9 @@ class Explorer:
         self.strategy = w.Dropdown(options=list(self.choices), description="strategy")
         self.budget = _slider(w, budgets)
         self.question = w.Dropdown(options=[("(no question)", -1)], description="question")
+        # Ask the picked question: append it as the newest user message and prune for it.
+        self.ask = w.Checkbox(value=True, description="ask it (prune for the question)",
+                              indent=False)  # fmt: skip
         # Slow strategies (no incremental replay) stay interactive with the metrics off.
         self.measure = w.Checkbox(value=True, description="measure the replay", indent=False)
         self.params = w.HBox()
@@ -187,7 +191,8 @@ class Explorer:
         self.strategy.observe(self._on_strategy, names="value")
         self.budget.observe(self.refresh, names="value")
         self.measure.observe(self.refresh, names="value")
-        self.question.observe(self._draw, names="value")
+        self.question.observe(self._on_question, names="value")
+        self.ask.observe(self._on_question, names="value")
         self._on_strategy(refresh=False)
         self._on_conversation()
 
@@ -197,6 +202,7 @@ class Explorer:
             "strategy",
             "budget",
             "question",
+            "ask",
             "params",
             "status",
             "measure",
@@ -209,7 +215,7 @@ class Explorer:
 
     def _layout(self) -> Any:
         w = self.w
-        side = w.VBox([self.question, self.panel], layout=w.Layout(width="60%"))
+        side = w.VBox([self.question, self.ask, self.panel], layout=w.Layout(width="60%"))
         box = w.VBox([
             w.HBox([self.conversation, self.strategy]),
             w.HBox([self.budget, self.measure, self.status]),
@@ -243,6 +249,7 @@ class Explorer:
             ]
             self.question.value = -1
             self.question.layout.display = None if questions else "none"
+            self.ask.layout.display = None if questions else "none"
         finally:
             self._quiet = False
         self.refresh()
@@ -255,6 +262,25 @@ class Explorer:
         self.params.children = list(self.editors.values())
         if refresh:
             self.refresh()
+
+    def _on_question(self, _change: object = None) -> None:
+        # Asking changes what is sent: prune again. Otherwise only the highlights change.
+        if self.ask.value or (_change is not None and getattr(_change, "owner", None) is self.ask):
+            self.refresh()
+        else:
+            self._draw()
+
+    @property
+    def asked(self) -> int | None:
+        """The question being asked (appended to the conversation), or None."""
+        return self.question.value if self.ask.value and self.question.value >= 0 else None
+
+    def request(self) -> Conversation:
+        """What is pruned: the conversation, plus the question when one is asked."""
+        q = self.asked
+        if q is None:
+            return self.conv
+        return self.conv.with_messages((*self.conv.messages, question_message(self.conv, q)))
 
     def current_strategy(self) -> Strategy:
         """The chosen strategy with the form's parameters."""
@@ -270,7 +296,7 @@ class Explorer:
         start = time.perf_counter()
         try:
             strategy = self.current_strategy()
-            self.pruned = strategy.prune(self.conv, self.budget.value, self.counter)
+            self.pruned = strategy.prune(self.request(), self.budget.value, self.counter)
             pruned_at = time.perf_counter()
             self.metrics.value = self._measure(strategy) if self.measure.value else ""
         except CtxlabError as exc:
@@ -288,9 +314,24 @@ class Explorer:
     def _measure(self, strategy: Strategy) -> str:
         from ctxlab.lab.harness import compare
 
-        report = compare(
-            self.conv, strategy, self.budget.value, counter=self.counter, progress=False
-        )
+        q = self.asked
+        if q is not None and q in applicable_questions(self.conv):
+            # The question probe of this one question: its own evidence recall and answer.
+            one = self.conv.annotations["questions"][q]
+            conv = Conversation(
+                id=self.conv.id,
+                messages=self.conv.messages,
+                source=self.conv.source,
+                annotations={**self.conv.annotations, "questions": [one]},
+            )
+            report = compare(
+                conv, strategy, self.budget.value, counter=self.counter, progress=False,
+                probes="questions",
+            )  # fmt: skip
+        else:
+            report = compare(
+                self.conv, strategy, self.budget.value, counter=self.counter, progress=False
+            )
         return _metrics_html(report)
 
     def _draw(self, _change: object = None) -> None:

@@ -328,9 +328,11 @@ def question_html(pruned: Pruned, question: Mapping[str, Any]) -> str:
         else:
             word, colour = _DECISION_WORDS.get(d.action, d.action), ACTION_COLOURS[d.action]
         mark = "✓" if d is not None and d.action == "kept" else "✗"
+        # The reason carries a retrieval score and rank where the strategy ranked the turn.
+        why = f" <span style='color:#666'>({escape(d.reason)})</span>" if d and d.reason else ""
         rows.append(
             f"<li><span style='{_MONO}'>{escape(e)}</span> "
-            f"<b style='color:{colour}'>{mark} {escape(word)}</b></li>"
+            f"<b style='color:{colour}'>{mark} {escape(word)}</b>{why}</li>"
         )
     kept = sum(1 for e in evidence if e in by_id and by_id[e].action == "kept")
     text, answer = str(question.get("question", "")), str(question.get("answer", ""))
