@@ -95,7 +95,7 @@ def test_moving_the_slider_changes_view_and_tokens(locomo: list[Conversation]) -
     assert small_view != big_view
     # The metric table follows: it is the report of the same single choice.
     report = compare(locomo[0], "token_window", 8000, progress=False)
-    cumulative = report.summary(["cumulative_input_tokens"], n_boot=0).iloc[0, -3]
+    cumulative = report.summary(["cumulative_input_tokens"], n_boot=0).iloc[0, -4]
     assert f"{cumulative:,.0f}" in find(box, "metrics").value
 
 

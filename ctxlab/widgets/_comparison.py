@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from ctxlab.errors import CtxlabError
-from ctxlab.lab.report import KEYS, Report
+from ctxlab.lab.report import KEYS, MIN_UNITS, Report
 
 __all__ = ["Comparison"]
 
@@ -147,21 +147,26 @@ class Comparison:
 
 
 def _table_html(table: pd.DataFrame, metrics: Sequence[str], keys: Sequence[str] = KEYS) -> str:
-    """Summary rows as HTML, each metric written ``estimate [low, high]``."""
+    """Summary rows as HTML, each metric written ``estimate [low, high] (n=units)``."""
     shown = table[[*keys, "conversations", "probes"]].copy()
     for m in dict.fromkeys(metrics):
-        bounds = zip(table[m], table[f"{m}_lo"], table[f"{m}_hi"], strict=True)
-        shown[m] = [_interval(e, lo, hi) for e, lo, hi in bounds]
+        bounds = zip(table[m], table[f"{m}_lo"], table[f"{m}_hi"], table[f"{m}_n"], strict=True)
+        shown[m] = [_interval(e, lo, hi, int(n)) for e, lo, hi, n in bounds]
     text: str = shown.to_html(index=False, escape=True)
-    return text
+    note = (
+        f"<div style='font-size:12px;opacity:0.8'>estimate [95% interval] (n = conversations "
+        f"resampled); no interval below {MIN_UNITS} conversations</div>"
+    )
+    return text + note
 
 
-def _interval(estimate: float, low: float, high: float) -> str:
+def _interval(estimate: float, low: float, high: float, n: int) -> str:
+    """``estimate [low, high] (n=…)``, or the estimate and why it has no interval."""
     if estimate != estimate:
         return _NO_VALUE
     if low != low:
-        return _number(estimate)
-    return f"{_number(estimate)} [{_number(low)}, {_number(high)}]"
+        return f"{_number(estimate)} (n={n}, too few for an interval)"
+    return f"{_number(estimate)} [{_number(low)}, {_number(high)}] (n={n})"
 
 
 def _number(value: float) -> str:
