@@ -136,7 +136,7 @@ def tokens_per_probe(
     if df.empty:
         raise UsageError(f"the report has no rows for dataset {dataset!r}")
     conv = conversation_id if conversation_id is not None else str(df["conversation_id"].iloc[0])
-    budgets = sorted(set(df["budget"]))
+    budgets = sorted(set(df.loc[df["conversation_id"] == conv, "budget"])) or [0]
     chosen = budget if budget is not None else budgets[len(budgets) // 2]
     rows = df[(df["conversation_id"] == conv) & (df["budget"] == chosen)]
     if rows.empty:
