@@ -188,6 +188,15 @@ def test_comparison_tree_and_pickers() -> None:
     find(box, "dataset").value = "locomo"
     assert find(box, "y").value == "evidence_recall"
     assert plot.value != before
+    front = report.pareto("cumulative_input_tokens", "evidence_recall")
+    front = front[front["dataset"] == "locomo"]
+    status = find(box, "status").value
+    shown = re.findall(r"([\w()=]+) @ ([\d,]+)", status)
+    assert [(s, int(b.replace(",", ""))) for s, b in shown] == list(
+        zip(front["strategy"], front["budget"], strict=True)
+    )
+    assert f"({len(front)} of 4 points" in status
+    assert plot.layout.width.endswith("px")  # shown at its own size, not stretched
     find(box, "budgets").value = (4000,)
     assert find(box, "table").value.count("<tr") == 1 + 2
     find(box, "strategy").value = "mask_tool_outputs"

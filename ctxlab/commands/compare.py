@@ -302,6 +302,6 @@ def _plots(report: Any, pareto_path: Path) -> list[Path]:
             figure = make()
         except UsageError:
             continue  # nothing to draw for these results (e.g. no retention metric)
-        figure.savefig(path, dpi=120)
+        figure.savefig(path, dpi=plots.DPI)
         written.append(path)
     return written

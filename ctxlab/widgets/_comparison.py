@@ -16,10 +16,12 @@ from typing import Any
 import pandas as pd
 
 from ctxlab.errors import CtxlabError
+from ctxlab.lab.plots import strategy_styles
 from ctxlab.lab.report import KEYS, MIN_UNITS, Report
 
 __all__ = ["Comparison"]
 
+_CSS_DPI = 96  # CSS pixels per inch
 _BOOT = 200  # bootstrap replicates: enough for two-digit intervals, quick to redraw
 _NO_VALUE = "n/a"
 
@@ -43,6 +45,7 @@ class Comparison:
             options=list(dict.fromkeys(df["strategy"])), description="strategy"
         )
         self.plot = w.Image(format="png")
+        self.styles = strategy_styles(report)  # one colour per strategy whatever the filter
         self.status, self.table, self.detail = w.HTML(), w.HTML(), w.HTML()
         for name in (
             "dataset",
@@ -120,15 +123,22 @@ class Comparison:
             self.status.value = "<i>no rows: choose at least one budget</i>"
             return
         try:
-            figure = pareto(sub, x=x, y=y, datasets=[self.dataset.value])
+            figure = pareto(sub, x=x, y=y, datasets=[self.dataset.value], styles=self.styles)
         except CtxlabError as exc:
             self.status.value = f"<i>{html.escape(str(exc))}</i>"
             return
         buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=90)
+        # Drawn at twice the CSS size: sharp on high-density screens, never upscaled.
+        figure.savefig(buffer, format="png", dpi=2 * _CSS_DPI)
         self.plot.value = buffer.getvalue()
-        front = sorted(set(sub.pareto(x, y)["strategy"]))
-        self.status.value = f"on the Pareto frontier: {html.escape(', '.join(front) or 'none')}"
+        self.plot.layout.width = f"{figure.get_size_inches()[0] * _CSS_DPI:.0f}px"
+        self.plot.layout.max_width = "100%"
+        front = sub.pareto(x, y)
+        points = [f"{s} @ {b:,}" for s, b in zip(front["strategy"], front["budget"], strict=True)]
+        self.status.value = (
+            f"Pareto frontier ({len(points)} of {_points(sub, x, y)} points; no other point "
+            f"costs no more and keeps no less): {html.escape(', '.join(points) or 'none')}"
+        )
         self.table.value = _table_html(self.summary([x, y]), [x, y])
         self.show_strategy()
 
@@ -144,6 +154,12 @@ class Comparison:
         table = self.summary(columns, name)
         shown = _table_html(table, columns, keys=("budget",))
         self.detail.value = f"<b>{html.escape(str(name))}</b> at each budget{shown}"
+
+
+def _points(report: Report, x: str, y: str) -> int:
+    """How many (strategy, budget) points have both `x` and `y`."""
+    table = report.summary([x, y], n_boot=0)
+    return int(table[[x, y]].notna().all(axis=1).sum())
 
 
 def _table_html(table: pd.DataFrame, metrics: Sequence[str], keys: Sequence[str] = KEYS) -> str:
