@@ -338,7 +338,10 @@ class Report:
         head = html.escape(repr(self))
         body = table.to_html(index=False, float_format=lambda v: f"{v:.3g}", na_rep="–")
         datasets = html.escape(", ".join(dict.fromkeys(df["dataset"])))
-        return f"<div><p><b>{head}</b><br>datasets: {datasets}</p>{body}</div>"
+        return (
+            "<div class='tex2jax_ignore mathjax_ignore'>"
+            f"<p><b>{head}</b><br>datasets: {datasets}</p>{body}</div>"
+        )
 
 
 def _label(strategy: Any) -> str:
