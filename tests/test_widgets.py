@@ -209,3 +209,22 @@ def test_comparison_tree_and_pickers() -> None:
 def test_comparison_needs_rows() -> None:
     with pytest.raises(UsageError, match="no rows"):
         widgets.comparison(ctxlab.Report.from_rows(_empty_rows()))
+
+
+def test_changing_conversation_keeps_the_budget_and_controls_stay_in_sight(
+    locomo: list[Conversation],
+) -> None:
+    box = widgets.explorer(locomo[:2], ["token_window"])
+    slider = find(box, "budget")
+    slider.value = slider.min + 10 * slider.step
+    chosen = slider.value
+    find(box, "conversation").value = 1
+    assert abs(slider.value - chosen) <= slider.step  # the same budget, on the new grid
+    assert find(box, "view").layout.max_height == "70vh"  # the view scrolls, not the page
+    assert find(box, "view").layout.overflow == "auto"
+    assert slider.layout.width == "560px"
+    # A budget below what must be sent: the status says why and what to do.
+    tau = widgets.explorer(datasets.load("taubench")[0], ["token_window"], budgets=[500])
+    status = find(tau, "status").value
+    assert "must be kept need" in status and "newest user message" in status
+    assert "move the slider up" in status

@@ -345,4 +345,5 @@ def question_html(pruned: Pruned, question: Mapping[str, Any]) -> str:
         f"{escape(str(question.get('category')))} · evidence kept verbatim: "
         f"<b>{kept} of {len(evidence)}</b>"
     )
-    return f"<div class='{NO_MATH}' style='{_BOX}'><div>{head}</div><ul style='margin:2px 0'>{''.join(rows)}</ul></div>"
+    items = f"<ul style='margin:2px 0'>{''.join(rows)}</ul>"
+    return f"<div class='{NO_MATH}' style='{_BOX}'><div>{head}</div>{items}</div>"
