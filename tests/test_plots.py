@@ -144,3 +144,14 @@ def test_frontier_points_are_exactly_the_non_dominated_ones(report: Report) -> N
         dominated = ((others[x] <= p[x]) & (others[y] >= p[y])
                      & ((others[x] < p[x]) | (others[y] > p[y]))).any()  # fmt: skip
         assert dominated != ((p["strategy"], p["budget"]) in on)
+
+
+def test_every_text_lies_inside_the_figure(report: Report) -> None:
+    for fig in (plots.pareto(report, datasets=["locomo"]), plots.pareto(report)):
+        canvas = FigureCanvasAgg(fig)
+        canvas.draw()
+        renderer = canvas.get_renderer()
+        frame = fig.bbox
+        for text in _texts(fig):
+            box = text.get_window_extent(renderer)
+            assert frame.x0 - 1 <= box.x0 and box.x1 <= frame.x1 + 1, text.get_text()

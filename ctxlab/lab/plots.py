@@ -123,7 +123,8 @@ def _legend(
     handles = [Line2D([], [], linestyle="-", **styles[s]) for s in shown]
     labels = [*shown, *(label for _, label in extra)]
     handles += [h for h, _ in extra]
-    fig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(labels) or 1),
+    fits = max(1, int(fig.get_size_inches()[0] / 2.6))  # columns the figure's width holds
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(fits, 4, len(labels) or 1),
                fontsize=9, frameon=False, title=caption, title_fontsize=9)  # fmt: skip
 
 
