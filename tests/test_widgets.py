@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import io
+import os
 import re
+import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import ipywidgets as w  # the 'notebooks' extra, installed by the test command: never skipped
+import pandas as pd
 import pytest
 
 import ctxlab
 from ctxlab import datasets, widgets
 from ctxlab.errors import MissingDependencyError, UsageError
-from ctxlab.lab.harness import compare
+from ctxlab.lab.harness import Report, compare
 from ctxlab.messages import Conversation
 
 
@@ -257,3 +262,27 @@ def test_diff_lists_exactly_the_messages_two_strategies_treat_differently(
     assert "decide differently on <b>0</b>" in find(box, "diff-view").value
     find(box, "diff-budget").value = 10
     assert "must be kept" in find(box, "diff-view").value  # unreachable: said, not raised
+
+
+def test_comparison_exports_figure_rows_and_settings_as_code(tmp_path: Path) -> None:
+    convs = datasets.load("taubench")[:4] + datasets.load("locomo")[:1]
+    report = compare(convs, ["token_window", "keep_all"], [1000, 4000], progress=False)
+    box = widgets.comparison(report)
+    find(box, "dataset").value = "locomo"
+    find(box, "budgets").value = (4000,)
+    find(box, "folder").value = str(tmp_path / "out")
+    find(box, "export-button").click()
+    assert "wrote" in find(box, "exported").value
+    out = tmp_path / "out"
+    assert (out / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+    rows = pd.read_csv(out / "rows.csv")
+    assert set(rows["dataset"]) == {"locomo"} and set(rows["budget"]) == {4000}
+    # The settings run as they are and rebuild the same frontier.
+    code = (out / "settings.py").read_text() + "print(front.to_json())\n"
+    env = {**os.environ, "MPLBACKEND": "Agg"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=out, capture_output=True,
+                            text=True, check=True, env=env)  # fmt: skip
+    front = pd.read_json(io.StringIO(result.stdout.strip().splitlines()[-1]))
+    sub = Report(df=report.df[(report.df["dataset"] == "locomo") & (report.df["budget"] == 4000)])
+    expected = sub.pareto("cumulative_input_tokens", "evidence_recall")
+    assert len(front) > 0 and list(front["strategy"]) == list(expected["strategy"])

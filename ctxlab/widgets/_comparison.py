@@ -65,8 +65,15 @@ class Comparison:
             control.observe(self.refresh, names="value")
         self.strategy.observe(self.show_strategy, names="value")
         pickers = w.VBox([self.dataset, self.x, self.y])
+        self.folder = w.Text(value="ctxlab-export", description="export to")
+        self.export_button = w.Button(description="export figure, CSV, code")
+        self.exported = w.HTML()
+        for name in ("folder", "export_button", "exported"):
+            getattr(self, name).add_class(f"ctxlab-{name.replace('_', '-')}")
+        self.export_button.on_click(self.export)
         self.box = w.VBox([
             w.HBox([pickers, self.budgets, self.strategy]),
+            w.HBox([self.folder, self.export_button, self.exported]),
             self.status,
             self.plot,
             self.table,
@@ -141,6 +148,18 @@ class Comparison:
         )
         self.table.value = _table_html(self.summary([x, y]), [x, y])
         self.show_strategy()
+
+    def export(self, _button: object = None) -> None:
+        """Write the figure, the rows shown and the settings as code to the export folder."""
+        from ctxlab.widgets._export import export
+
+        try:
+            paths = export(self.report, self.folder.value, dataset=self.dataset.value,
+                           budgets=self.budgets.value, x=self.x.value, y=self.y.value)  # fmt: skip
+        except (OSError, CtxlabError) as exc:
+            self.exported.value = f"<b style='color:#d04a4a'>{html.escape(str(exc))}</b>"
+            return
+        self.exported.value = "wrote " + html.escape(", ".join(str(p) for p in paths))
 
     def show_strategy(self, _change: object = None) -> None:
         """List the selected strategy's numbers at each budget, with intervals."""
