@@ -286,3 +286,23 @@ def test_comparison_exports_figure_rows_and_settings_as_code(tmp_path: Path) -> 
     sub = Report(df=report.df[(report.df["dataset"] == "locomo") & (report.df["budget"] == 4000)])
     expected = sub.pareto("cumulative_input_tokens", "evidence_recall")
     assert len(front) > 0 and list(front["strategy"]) == list(expected["strategy"])
+
+
+def test_a_point_of_the_comparison_opens_in_the_explorer() -> None:
+    convs = datasets.load("locomo")[:2]
+    spec = "sliding_window:max_messages=30"
+    report = compare(convs, ["token_window", spec], [2000, 4000], progress=False)
+    for box in (widgets.comparison(report, convs), widgets.comparison(report)):  # given, or read
+        point = find(box, "point")
+        label = "sliding_window(max_messages=30)"
+        assert (label, 4000) in [v for _, v in point.options]
+        point.value = (label, 4000)
+        find(box, "conv").value = convs[1].id
+        find(box, "open-button").click()
+        explorer = find(box, "opened").children[0]
+        assert find(explorer, "strategy").value == label
+        assert find(explorer, "budget").value == 4000
+        assert f"on {convs[1].id} ·" in find(explorer, "view").value
+        expected = ctxlab.strategies.get_strategy("sliding_window", max_messages=30)
+        sent = expected.prune(convs[1], 4000, ctxlab.get_counter()).tokens
+        assert sent_tokens(explorer) == sent

@@ -84,12 +84,15 @@ def explorer(
     return Explorer(w, convs, chosen, budgets, counter or get_counter()).box
 
 
-def comparison(report: Report) -> Any:
+def comparison(report: Report, conversations: Iterable[Conversation] | None = None) -> Any:
     """Read a `Report`: Pareto plot with metric pickers and filters, table, per-strategy view.
 
     The x and y pickers take any metric column of the report; the dataset and budget
     filters restrict the plot and the table; selecting a strategy lists its numbers at each
-    budget, with 95% bootstrap intervals (``estimate [low, high]``).
+    budget, with 95% bootstrap intervals (``estimate [low, high] (n=conversations)``). A
+    point (strategy at a budget) opens on one of its conversations in an explorer below;
+    the conversations come from `conversations`, else from the run record's data files.
+    The current view exports as a PNG, a CSV and the Python that redraws it.
 
     Returns:
         An ``ipywidgets.VBox``.
@@ -103,7 +106,8 @@ def comparison(report: Report) -> Any:
 
     if report.df.empty:
         raise UsageError("the report has no rows to show; run compare() on some data first")
-    return Comparison(w, report).box
+    convs = list(conversations) if conversations is not None else None
+    return Comparison(w, report, convs).box
 
 
 def diff(

@@ -18,6 +18,7 @@ import pandas as pd
 from ctxlab.errors import CtxlabError
 from ctxlab.lab.plots import strategy_styles
 from ctxlab.lab.report import KEYS, MIN_UNITS, Report
+from ctxlab.messages import Conversation
 
 __all__ = ["Comparison"]
 
@@ -29,8 +30,12 @@ _NO_VALUE = "n/a"
 class Comparison:
     """The widgets of `comparison` and the callbacks that refresh them."""
 
-    def __init__(self, w: Any, report: Report) -> None:
-        self.report = report
+    def __init__(
+        self, w: Any, report: Report, conversations: Sequence[Conversation] | None = None
+    ) -> None:
+        self.w, self.report = w, report
+        self._given = conversations
+        self._convs: dict[tuple[str, str], Conversation] | None = None
         df = report.df
         columns = report.metric_columns
         self._summaries: dict[tuple[str | None, tuple[str, ...]], pd.DataFrame] = {}
@@ -71,9 +76,19 @@ class Comparison:
         for name in ("folder", "export_button", "exported"):
             getattr(self, name).add_class(f"ctxlab-{name.replace('_', '-')}")
         self.export_button.on_click(self.export)
+        # Open a point of the plot (a strategy at a budget) on one conversation in the explorer.
+        self.point = w.Dropdown(options=[], description="point")
+        self.conv = w.Dropdown(options=[], description="conversation")
+        self.open_button = w.Button(description="open in explorer")
+        self.opened = w.VBox()
+        for name in ("point", "conv", "open_button", "opened"):
+            getattr(self, name).add_class(f"ctxlab-{name.replace('_', '-')}")
+        self.open_button.on_click(self.open)
         self.box = w.VBox([
             w.HBox([pickers, self.budgets, self.strategy]),
             w.HBox([self.folder, self.export_button, self.exported]),
+            w.HBox([self.point, self.conv, self.open_button]),
+            self.opened,
             self.status,
             self.plot,
             self.table,
@@ -147,7 +162,40 @@ class Comparison:
             f"costs no more and keeps no less): {html.escape(', '.join(points) or 'none')}"
         )
         self.table.value = _table_html(self.summary([x, y]), [x, y])
+        self._points(sub)
         self.show_strategy()
+
+    def _points(self, sub: Report) -> None:
+        """Offer the points drawn and the conversations behind them."""
+        df = sub.df
+        pairs = df[["strategy", "budget"]].drop_duplicates()
+        self.point.options = [
+            (f"{s} @ {b:,}", (s, int(b))) for s, b in pairs.itertuples(index=False)
+        ]
+        self.conv.options = list(dict.fromkeys(map(str, df["conversation_id"])))
+
+    def open(self, _button: object = None) -> None:
+        """Open the chosen point's strategy and budget on the chosen conversation."""
+        from ctxlab.widgets._explorer import Explorer
+        from ctxlab.widgets._open import conversations_of, strategy_of
+
+        if self.point.value is None or self.conv.value is None:
+            return
+        label, budget = self.point.value
+        try:
+            if self._convs is None:
+                self._convs = conversations_of(self.report, self._given)
+            conv = self._convs[(self.dataset.value, self.conv.value)]
+            strategy = strategy_of(self.report, label)
+        except (KeyError, CtxlabError) as exc:
+            why = f"conversation not found: {exc}" if isinstance(exc, KeyError) else str(exc)
+            self.opened.children = [self.w.HTML(f"<b>{html.escape(why)}</b>")]
+            return
+        from ctxlab.tokens import get_counter
+
+        counter = get_counter(self.report.meta.get("encoding") or "o200k_base")
+        explorer = Explorer(self.w, [conv], [strategy], [budget], counter)
+        self.opened.children = [explorer.box]
 
     def export(self, _button: object = None) -> None:
         """Write the figure, the rows shown and the settings as code to the export folder."""
