@@ -55,6 +55,20 @@ PRICES = """{
 """
 
 
+VIEWS = """{
+ "cells": [{"cell_type": "code", "execution_count": null, "id": "views", "metadata": {},
+   "outputs": [], "source": ["import ipywidgets\\n",
+   "from ctxlab import compare, datasets, widgets\\n",
+   "convs = datasets.load('locomo')[:2]\\n",
+   "report = compare(convs, ['token_window', 'sliding_window'], [2000, 4000], progress=False)\\n",
+   "ipywidgets.VBox([widgets.comparison(report, convs),\\n",
+   "                 widgets.diff(convs[0], 'token_window', 'sliding_window', 4000)])"]}],
+ "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
+ "nbformat": 4, "nbformat_minor": 5
+}
+"""
+
+
 def _require(what: str) -> None:
     if os.environ.get("CTXLAB_REQUIRE_BROWSER") == "1":
         pytest.fail(f"{what} (CTXLAB_REQUIRE_BROWSER=1)")
@@ -100,6 +114,11 @@ def voila_url(chromium: str, tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def prices_url(chromium: str, tmp_path: Path) -> Iterator[str]:
     yield from _voila(tmp_path, PRICES)
+
+
+@pytest.fixture
+def views_url(chromium: str, tmp_path: Path) -> Iterator[str]:
+    yield from _voila(tmp_path, VIEWS)
 
 
 def _voila(tmp_path: Path, text: str) -> Iterator[str]:
@@ -213,3 +232,33 @@ def test_prices_stay_text_not_maths(chromium: str, prices_url: str, tmp_path: Pa
             browser.close()
     assert "$121" in text and "$100" in text
     assert maths == 0
+
+
+def test_diff_and_opening_a_point_in_the_explorer(
+    chromium: str, views_url: str, tmp_path: Path
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.route("**/*", _only_local)
+            page.goto(views_url, timeout=120_000)
+            page.locator(".ctxlab-diff-view").first.wait_for(timeout=120_000)
+            diff = page.locator(".ctxlab-diff-view").first.inner_text()
+            page.locator(".ctxlab-open-button").first.click()
+            view = page.locator(".ctxlab-opened .ctxlab-view").first
+            view.wait_for(timeout=60_000)
+            page.wait_for_function(
+                "() => document.querySelector('.ctxlab-opened .ctxlab-view').innerText.length > 0",
+                timeout=60_000,
+            )
+            opened = view.inner_text()
+            _save(page, tmp_path, "comparison-opened")
+        finally:
+            browser.close()
+    assert re.search(r"decide differently on \d+ of \d+ messages", diff)
+    # The first point offered is token_window at 2,000 tokens, on the first conversation.
+    assert re.search(r"^token_window on conv-26 · sends \d+ of \d+ messages", opened)
+    assert "within budget 2,000" in opened

@@ -306,3 +306,13 @@ def test_a_point_of_the_comparison_opens_in_the_explorer() -> None:
         expected = ctxlab.strategies.get_strategy("sliding_window", max_messages=30)
         sent = expected.prune(convs[1], 4000, ctxlab.get_counter()).tokens
         assert sent_tokens(explorer) == sent
+
+
+def test_the_first_point_and_conversation_are_chosen_from_the_start() -> None:
+    convs = datasets.load("locomo")[:2]
+    report = compare(convs, ["token_window"], [2000, 4000], progress=False)
+    box = widgets.comparison(report, convs)
+    assert find(box, "point").value == ("token_window", 2000)
+    assert find(box, "conv").value == convs[0].id
+    find(box, "open-button").click()
+    assert find(find(box, "opened").children[0], "budget").value == 2000

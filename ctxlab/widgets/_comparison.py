@@ -166,13 +166,16 @@ class Comparison:
         self.show_strategy()
 
     def _points(self, sub: Report) -> None:
-        """Offer the points drawn and the conversations behind them."""
+        """Offer the points drawn and the conversations behind them (first ones chosen)."""
         df = sub.df
         pairs = df[["strategy", "budget"]].drop_duplicates()
-        self.point.options = [
-            (f"{s} @ {b:,}", (s, int(b))) for s, b in pairs.itertuples(index=False)
-        ]
-        self.conv.options = list(dict.fromkeys(map(str, df["conversation_id"])))
+        points = [(f"{s} @ {b:,}", (s, int(b))) for s, b in pairs.itertuples(index=False)]
+        convs = list(dict.fromkeys(map(str, df["conversation_id"])))
+        for control, options in ((self.point, points), (self.conv, convs)):
+            values = [o[1] if isinstance(o, tuple) else o for o in options]
+            keep = control.value if control.value in values else None
+            control.options = options
+            control.value = keep if keep is not None else (values[0] if values else None)
 
     def open(self, _button: object = None) -> None:
         """Open the chosen point's strategy and budget on the chosen conversation."""
