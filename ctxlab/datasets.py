@@ -29,7 +29,7 @@ from ctxlab._config import data_dir
 from ctxlab.errors import ConfigurationError, UsageError
 from ctxlab.messages import Conversation
 
-__all__ = ["DatasetInfo", "info", "load", "names", "path"]
+__all__ = ["DatasetInfo", "info", "load", "names", "path", "unique_ids"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -148,13 +148,14 @@ def load(name: str) -> list[Conversation]:
     with _LOCK:
         cached = _CACHE.get(key)
     if cached is None:
-        cached = _unique_ids([c for f in files for c in formats.load(f)])
+        cached = unique_ids([c for f in files for c in formats.load(f)])
         with _LOCK:
             _CACHE[key] = cached
     return list(cached)
 
 
-def _unique_ids(conversations: list[Conversation]) -> list[Conversation]:
+def unique_ids(conversations: list[Conversation]) -> list[Conversation]:
+    """The conversations, ids shared by several files prefixed with their file's folder name."""
     counts: dict[str, int] = {}
     for c in conversations:
         counts[c.id] = counts.get(c.id, 0) + 1

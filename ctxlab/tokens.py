@@ -107,8 +107,8 @@ class TokenCounter(Protocol):
         """Tokens of a bare string."""
         ...
 
-    def count(self, message: Message) -> int:
-        """Tokens of one message, overhead included."""
+    def count(self, message: Message | str) -> int:
+        """Tokens of one message, overhead included; of a plain string, its text alone."""
         ...
 
     def count_many(self, messages: Sequence[Message]) -> list[int]:
@@ -333,8 +333,13 @@ class _CountingBase:
                     self._image_estimates += 1
         return total
 
-    def count(self, message: Message) -> int:
-        """Tokens of one message, overhead included (cached by content)."""
+    def count(self, message: Message | str) -> int:
+        """Tokens of one message, overhead included (cached by content).
+
+        A plain string counts as text alone, like `count_text` (no per-message overhead).
+        """
+        if isinstance(message, str):
+            return self.count_text(message)
         key = _message_key(message)
         n = self._cache.get(key)
         if n is None:

@@ -45,6 +45,30 @@ NOTEBOOK = """{
 """
 
 
+PRICES = """{
+ "cells": [{"cell_type": "code", "execution_count": null, "id": "prices", "metadata": {},
+   "outputs": [], "source": ["from ctxlab import datasets\\n",
+   "datasets.load('taubench')[0]"]}],
+ "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
+ "nbformat": 4, "nbformat_minor": 5
+}
+"""
+
+
+VIEWS = """{
+ "cells": [{"cell_type": "code", "execution_count": null, "id": "views", "metadata": {},
+   "outputs": [], "source": ["import ipywidgets\\n",
+   "from ctxlab import compare, datasets, widgets\\n",
+   "convs = datasets.load('locomo')[:2]\\n",
+   "report = compare(convs, ['token_window', 'sliding_window'], [2000, 4000], progress=False)\\n",
+   "ipywidgets.VBox([widgets.comparison(report, convs),\\n",
+   "                 widgets.diff(convs[0], 'token_window', 'sliding_window', 4000)])"]}],
+ "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
+ "nbformat": 4, "nbformat_minor": 5
+}
+"""
+
+
 def _require(what: str) -> None:
     if os.environ.get("CTXLAB_REQUIRE_BROWSER") == "1":
         pytest.fail(f"{what} (CTXLAB_REQUIRE_BROWSER=1)")
@@ -84,10 +108,25 @@ def chromium() -> str:
 
 @pytest.fixture
 def voila_url(chromium: str, tmp_path: Path) -> Iterator[str]:
+    yield from _voila(tmp_path, NOTEBOOK % BUDGETS)
+
+
+@pytest.fixture
+def prices_url(chromium: str, tmp_path: Path) -> Iterator[str]:
+    yield from _voila(tmp_path, PRICES)
+
+
+@pytest.fixture
+def views_url(chromium: str, tmp_path: Path) -> Iterator[str]:
+    yield from _voila(tmp_path, VIEWS)
+
+
+def _voila(tmp_path: Path, text: str) -> Iterator[str]:
+    """Serve a one-cell notebook with Voilà on 127.0.0.1 (which bundles JupyterLab's MathJax)."""
     if importlib.util.find_spec("voila") is None:
         _require("voila is not installed (pip install 'ctxlab[notebooks]')")
-    notebook = tmp_path / "explorer.ipynb"
-    notebook.write_text(NOTEBOOK % BUDGETS, encoding="utf-8")
+    notebook = tmp_path / "page.ipynb"
+    notebook.write_text(text, encoding="utf-8")
     port = _free_port()
     log = (tmp_path / "voila.log").open("wb")
     proc = subprocess.Popen(
@@ -171,3 +210,55 @@ def test_budget_slider_changes_view_and_tokens(
     assert 4000 < after <= 8000, (before, after)
     assert header_before != header_after
     assert re.search(r"sends \d+ of \d+ messages", header_after)
+
+
+def test_prices_stay_text_not_maths(chromium: str, prices_url: str, tmp_path: Path) -> None:
+    """tau-bench's "$121 ... $100" must not become one italic formula in JupyterLab."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.route("**/*", _only_local)
+            page.goto(prices_url, timeout=120_000)
+            view = page.locator(".tex2jax_ignore").first
+            view.wait_for(timeout=120_000)
+            page.wait_for_timeout(3000)  # time for a typesetter to act, were it going to
+            text = view.inner_text()
+            maths = page.locator("mjx-container, .MathJax").count()
+            _save(page, tmp_path, "prices")
+        finally:
+            browser.close()
+    assert "$121" in text and "$100" in text
+    assert maths == 0
+
+
+def test_diff_and_opening_a_point_in_the_explorer(
+    chromium: str, views_url: str, tmp_path: Path
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.route("**/*", _only_local)
+            page.goto(views_url, timeout=120_000)
+            page.locator(".ctxlab-diff-view").first.wait_for(timeout=120_000)
+            diff = page.locator(".ctxlab-diff-view").first.inner_text()
+            page.locator(".ctxlab-open-button").first.click()
+            view = page.locator(".ctxlab-opened .ctxlab-view").first
+            view.wait_for(timeout=60_000)
+            page.wait_for_function(
+                "() => document.querySelector('.ctxlab-opened .ctxlab-view').innerText.length > 0",
+                timeout=60_000,
+            )
+            opened = view.inner_text()
+            _save(page, tmp_path, "comparison-opened")
+        finally:
+            browser.close()
+    assert re.search(r"decide differently on \d+ of \d+ messages", diff)
+    # The first point offered is token_window at 2,000 tokens, on the first conversation.
+    assert re.search(r"^token_window on conv-26 · sends \d+ of \d+ messages", opened)
+    assert "within budget 2,000" in opened

@@ -100,7 +100,7 @@ def test_inspect_file_and_dataset(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_inspect_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["inspect", "no-such-thing"]) == 2
-    assert "neither a file nor a bundled dataset" in capsys.readouterr().err
+    assert "neither an existing file or folder nor a bundled dataset" in capsys.readouterr().err
     bad = REPO / "tests" / "data" / "bad" / "unknown_role.jsonl"
     assert main(["inspect", str(bad)]) == 2
     assert "line 3" in capsys.readouterr().err

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from ctxlab.errors import MissingDependencyError, UsageError
-from ctxlab.lab.report import COLUMNS, Report
+from ctxlab.lab.report import COLUMNS, MIN_UNITS, Report
 
 
 def _rows(values: dict[tuple[str, int], list[list[float]]]) -> Report:
@@ -43,18 +43,44 @@ def test_summary_means_and_intervals() -> None:
             ("b", 1000): [[1.0, 1.0], [1.0, 1.0, 1.0], [1.0]],
         }
     )
-    table = report.summary(["evidence_recall", "cumulative_input_tokens"], seed=3)
+    table = report.summary(["evidence_recall", "cumulative_input_tokens"], seed=3, min_units=3)
     a = table.set_index("strategy").loc["a"]
     assert a["evidence_recall"] == pytest.approx(3.5 / 6)  # pooled over the six probes
     assert a["evidence_recall_lo"] <= a["evidence_recall"] <= a["evidence_recall_hi"]
     assert a["evidence_recall_hi"] - a["evidence_recall_lo"] > 0.05
     assert a["cumulative_input_tokens"] == pytest.approx((200 + 300 + 100) / 3)  # last probes
-    assert (a["conversations"], a["probes"]) == (3, 6)
+    assert (a["conversations"], a["probes"], a["evidence_recall_n"]) == (3, 6, 3)
     b = table.set_index("strategy").loc["b"]
     assert b["evidence_recall_lo"] == b["evidence_recall_hi"] == 1.0
     pd.testing.assert_frame_equal(
-        table, report.summary(["evidence_recall", "cumulative_input_tokens"], seed=3)
+        table, report.summary(["evidence_recall", "cumulative_input_tokens"], seed=3, min_units=3)
     )
+
+
+def test_too_few_conversations_give_no_interval_and_say_how_many() -> None:
+    # Two conversations: three distinct resamples, their spread is no 95% interval.
+    report = _rows({("a", 1000): [[0.1, 0.2, 0.3, 0.4], [0.9, 0.8]]})
+    row = report.summary(["evidence_recall"]).iloc[0]
+    assert row["evidence_recall"] == pytest.approx(2.7 / 6)
+    assert np.isnan(row["evidence_recall_lo"]) and np.isnan(row["evidence_recall_hi"])
+    assert row["evidence_recall_n"] == 2 and row["conversations"] == 2
+    # One long conversation: its probes are not independent units either.
+    one = _rows({("a", 1000): [list(np.linspace(0, 1, 50))]}).summary(["evidence_recall"])
+    assert np.isnan(one.loc[0, "evidence_recall_lo"]) and one.loc[0, "evidence_recall_n"] == 1
+    # From MIN_UNITS conversations on, an interval.
+    five = _rows({("a", 1000): [[v] for v in (0.1, 0.3, 0.5, 0.7, 0.9)]})
+    row = five.summary(["evidence_recall"]).iloc[0]
+    assert MIN_UNITS == 5 and row["evidence_recall_n"] == 5
+    assert row["evidence_recall_lo"] < 0.5 < row["evidence_recall_hi"]
+    paired = _rows({("a", 1000): [[0.5, 1.0], [0.0]], ("b", 1000): [[0.25, 0.5], [0.0]]})
+    diff = paired.paired("a", "b", "evidence_recall").iloc[0]
+    assert diff["conversations"] == 2 and np.isnan(diff["diff_lo"]) and np.isnan(diff["diff_hi"])
+
+
+def test_a_metric_missing_in_some_conversations_counts_only_those() -> None:
+    values = [[0.2], [0.4], [0.6], [0.8], [1.0], [np.nan, np.nan]]
+    row = _rows({("a", 1000): values}).summary(["evidence_recall"]).iloc[0]
+    assert row["conversations"] == 6 and row["evidence_recall_n"] == 5
 
 
 def test_summary_totals_additive_per_probe_quantities_per_conversation() -> None:
@@ -68,7 +94,7 @@ def test_summary_totals_additive_per_probe_quantities_per_conversation() -> None
         for c, values in spend.items() for k, v in enumerate(values, start=1)
     ]  # fmt: skip
     report = Report.from_rows(pd.DataFrame(rows))
-    row = report.summary(n_boot=200).iloc[0]
+    row = report.summary(n_boot=200, min_units=2).iloc[0]
     assert row["extra_input_tokens_total"] == pytest.approx((3131 + 1000) / 2)  # c2: unknown
     assert row["extra_output_tokens_total"] == pytest.approx((313.1 + 100) / 2)
     assert row["extra_input_tokens_lo"] < row["extra_input_tokens"] < row["extra_input_tokens_hi"]
@@ -78,7 +104,7 @@ def test_summary_totals_additive_per_probe_quantities_per_conversation() -> None
     assert row["input_tokens"] == 500.0 and "input_tokens_total" not in row  # per request
     one = report.summary(["extra_input_tokens_total"], n_boot=0)
     total = "extra_input_tokens_total"
-    assert list(one.columns[-3:]) == [total, f"{total}_lo", f"{total}_hi"]
+    assert list(one.columns[-4:]) == [total, f"{total}_lo", f"{total}_hi", f"{total}_n"]
     alone = Report.from_rows(pd.DataFrame(rows[:3])).summary(["extra_input_tokens"], n_boot=0)
     assert alone.loc[0, "extra_input_tokens_total"] == 3131  # not the 1,043.7 mean per probe
     # Asked by name, any column has a total; `paired` compares conversations' totals.
@@ -122,12 +148,27 @@ def test_bootstrap_interval_covers_the_true_mean_about_95_percent_of_the_time() 
 
 def test_paired_difference() -> None:
     report = _rows({("a", 1000): [[0.5, 1.0], [0.0]], ("b", 1000): [[0.25, 0.5], [0.0]]})
-    out = report.paired("a", "b", "evidence_recall")
+    out = report.paired("a", "b", "evidence_recall", min_units=2)
     row = out.iloc[0]
     assert row["pairs"] == 3 and row["diff"] == pytest.approx(0.75 / 3)
     assert row["diff_lo"] <= row["diff"] <= row["diff_hi"]
+    assert row["conversations"] == 2
     with pytest.raises(UsageError, match="not in this report"):
         report.paired("a", "zzz", "evidence_recall")
+
+
+def test_paired_difference_resamples_the_same_conversations_for_both() -> None:
+    # Conversations differ a lot; b is a's value minus 0.1 at every probe.
+    rng = np.random.default_rng(3)
+    convs = [list(rng.random(3) * 0.3 + base) for base in (0.1, 0.3, 0.5, 0.6, 0.7, 0.8)]
+    lower = [[v - 0.1 for v in c] for c in convs]
+    report = _rows({("a", 1000): convs, ("b", 1000): lower})
+    table = report.summary(["evidence_recall"]).set_index("strategy")
+    assert table.loc["a", "evidence_recall_hi"] - table.loc["a", "evidence_recall_lo"] > 0.2
+    row = report.paired("a", "b", "evidence_recall").iloc[0]
+    # The same draws for both: what a conversation adds to both cancels out exactly.
+    assert row["conversations"] == 6
+    assert row["diff_lo"] == pytest.approx(0.1) and row["diff_hi"] == pytest.approx(0.1)
 
 
 def test_pareto_keeps_non_dominated_points() -> None:

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import io
+import os
 import re
+import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import ipywidgets as w  # the 'notebooks' extra, installed by the test command: never skipped
+import pandas as pd
 import pytest
 
 import ctxlab
 from ctxlab import datasets, widgets
 from ctxlab.errors import MissingDependencyError, UsageError
-from ctxlab.lab.harness import compare
+from ctxlab.lab.harness import Report, compare
 from ctxlab.messages import Conversation
 
 
@@ -95,7 +100,7 @@ def test_moving_the_slider_changes_view_and_tokens(locomo: list[Conversation]) -
     assert small_view != big_view
     # The metric table follows: it is the report of the same single choice.
     report = compare(locomo[0], "token_window", 8000, progress=False)
-    cumulative = report.summary(["cumulative_input_tokens"], n_boot=0).iloc[0, -3]
+    cumulative = report.summary(["cumulative_input_tokens"], n_boot=0).iloc[0, -4]
     assert f"{cumulative:,.0f}" in find(box, "metrics").value
 
 
@@ -188,6 +193,15 @@ def test_comparison_tree_and_pickers() -> None:
     find(box, "dataset").value = "locomo"
     assert find(box, "y").value == "evidence_recall"
     assert plot.value != before
+    front = report.pareto("cumulative_input_tokens", "evidence_recall")
+    front = front[front["dataset"] == "locomo"]
+    status = find(box, "status").value
+    shown = re.findall(r"([\w()=]+) @ ([\d,]+)", status)
+    assert [(s, int(b.replace(",", ""))) for s, b in shown] == list(
+        zip(front["strategy"], front["budget"], strict=True)
+    )
+    assert f"({len(front)} of 4 points" in status
+    assert plot.layout.width.endswith("px")  # shown at its own size, not stretched
     find(box, "budgets").value = (4000,)
     assert find(box, "table").value.count("<tr") == 1 + 2
     find(box, "strategy").value = "mask_tool_outputs"
@@ -223,3 +237,105 @@ def test_picking_a_question_asks_it_and_prunes_for_it(locomo: list[Conversation]
     find(box, "ask").value = False
     assert sent_messages(box) == before
     assert question["question"] not in find(box, "view").value
+
+
+def test_changing_conversation_keeps_the_budget_and_controls_stay_in_sight(
+    locomo: list[Conversation],
+) -> None:
+    box = widgets.explorer(locomo[:2], ["token_window"])
+    slider = find(box, "budget")
+    slider.value = slider.min + 10 * slider.step
+    chosen = slider.value
+    find(box, "conversation").value = 1
+    assert abs(slider.value - chosen) <= slider.step  # the same budget, on the new grid
+    assert find(box, "view").layout.max_height == "70vh"  # the view scrolls, not the page
+    assert find(box, "view").layout.overflow == "auto"
+    assert slider.layout.width == "560px"
+    # A budget below what must be sent: the status says why and what to do.
+    tau = widgets.explorer(datasets.load("taubench")[0], ["token_window"], budgets=[500])
+    status = find(tau, "status").value
+    assert "must be kept need" in status and "newest user message" in status
+    assert "move the slider up" in status
+
+
+def test_diff_lists_exactly_the_messages_two_strategies_treat_differently(
+    locomo: list[Conversation],
+) -> None:
+    from ctxlab.strategies import get_strategy
+    from ctxlab.widgets._diff import differences
+
+    conv, counter = locomo[0], ctxlab.get_counter()
+    box = widgets.diff(conv, "token_window", "sliding_window:max_messages=50", 4000)
+    assert isinstance(box, w.VBox) and "ctxlab-diff" in box._dom_classes
+    a = get_strategy("token_window").prune(conv, 4000, counter)
+    b = get_strategy("sliding_window", max_messages=50).prune(conv, 4000, counter)
+    differ = differences(a, b)
+    # Independent check: the window keeps more of the recent past than 50 messages.
+    kept_a = {d.message_id for d in a.decisions if d.action == "kept"}
+    kept_b = {d.message_id for d in b.decisions if d.action == "kept"}
+    assert len(differ) == len(kept_a ^ kept_b) > 0
+    view = find(box, "diff-view").value
+    assert f"decide differently on <b>{len(differ)}</b> of {len(conv.messages)}" in view
+    assert view.count("<tr") == 1 + len(differ) and "tex2jax_ignore" in view
+    listed = set(re.findall(r"font-family:monospace'>([^<]+)<", view))
+    assert listed == kept_a ^ kept_b
+    find(box, "diff-all").value = True
+    assert find(box, "diff-view").value.count("<tr") == 1 + len(conv.messages)
+    find(box, "diff-b").value = "token_window"
+    assert "decide differently on <b>0</b>" in find(box, "diff-view").value
+    find(box, "diff-budget").value = 10
+    assert "must be kept" in find(box, "diff-view").value  # unreachable: said, not raised
+
+
+def test_comparison_exports_figure_rows_and_settings_as_code(tmp_path: Path) -> None:
+    convs = datasets.load("taubench")[:4] + datasets.load("locomo")[:1]
+    report = compare(convs, ["token_window", "keep_all"], [1000, 4000], progress=False)
+    box = widgets.comparison(report)
+    find(box, "dataset").value = "locomo"
+    find(box, "budgets").value = (4000,)
+    find(box, "folder").value = str(tmp_path / "out")
+    find(box, "export-button").click()
+    assert "wrote" in find(box, "exported").value
+    out = tmp_path / "out"
+    assert (out / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+    rows = pd.read_csv(out / "rows.csv")
+    assert set(rows["dataset"]) == {"locomo"} and set(rows["budget"]) == {4000}
+    # The settings run as they are and rebuild the same frontier.
+    code = (out / "settings.py").read_text() + "print(front.to_json())\n"
+    env = {**os.environ, "MPLBACKEND": "Agg"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=out, capture_output=True,
+                            text=True, check=True, env=env)  # fmt: skip
+    front = pd.read_json(io.StringIO(result.stdout.strip().splitlines()[-1]))
+    sub = Report(df=report.df[(report.df["dataset"] == "locomo") & (report.df["budget"] == 4000)])
+    expected = sub.pareto("cumulative_input_tokens", "evidence_recall")
+    assert len(front) > 0 and list(front["strategy"]) == list(expected["strategy"])
+
+
+def test_a_point_of_the_comparison_opens_in_the_explorer() -> None:
+    convs = datasets.load("locomo")[:2]
+    spec = "sliding_window:max_messages=30"
+    report = compare(convs, ["token_window", spec], [2000, 4000], progress=False)
+    for box in (widgets.comparison(report, convs), widgets.comparison(report)):  # given, or read
+        point = find(box, "point")
+        label = "sliding_window(max_messages=30)"
+        assert (label, 4000) in [v for _, v in point.options]
+        point.value = (label, 4000)
+        find(box, "conv").value = convs[1].id
+        find(box, "open-button").click()
+        explorer = find(box, "opened").children[0]
+        assert find(explorer, "strategy").value == label
+        assert find(explorer, "budget").value == 4000
+        assert f"on {convs[1].id} ·" in find(explorer, "view").value
+        expected = ctxlab.strategies.get_strategy("sliding_window", max_messages=30)
+        sent = expected.prune(convs[1], 4000, ctxlab.get_counter()).tokens
+        assert sent_tokens(explorer) == sent
+
+
+def test_the_first_point_and_conversation_are_chosen_from_the_start() -> None:
+    convs = datasets.load("locomo")[:2]
+    report = compare(convs, ["token_window"], [2000, 4000], progress=False)
+    box = widgets.comparison(report, convs)
+    assert find(box, "point").value == ("token_window", 2000)
+    assert find(box, "conv").value == convs[0].id
+    find(box, "open-button").click()
+    assert find(find(box, "opened").children[0], "budget").value == 2000

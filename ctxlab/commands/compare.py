@@ -1,23 +1,26 @@
 """``ctxlab compare``: the main job. Replay conversations under strategies x budgets, measure.
 
 With no options it runs every bundled dataset under every registered strategy (all run
-offline by default) at budgets 1000, 2000, 4000, 8000 and 16000 tokens, prints a compact
-summary table (per strategy and budget: tokens per request and per conversation, what the
-strategies' own LLM calls spent per conversation when they made any, dollars per
-conversation with ``--model``, then compression, prefix stability and retention) and
-writes ``ctxlab-results/results.csv``, the run record ``results.json`` next to it (ctxlab
-version, data file hashes, strategies with parameters, budgets, encoding, seed) and PNG
-plots. ``--summarizer-model`` prices the strategies' own LLM calls at another model's rates
-than ``--model`` (a cheaper model summarizing for a larger one).
+offline by default) at budgets chosen per dataset so that they bind (see
+`ctxlab.commands._budgets`; the choice is printed, and a dataset too small for any budget
+is left out with the reason), prints a compact summary table with a legend (see
+`ctxlab.commands._table`) and writes ``ctxlab-results/results.csv``, the run record
+``results.json`` next to it (ctxlab version, data file hashes, strategies with parameters,
+budgets, encoding, seed) and PNG plots. The CSV and the run record always go to two
+distinct paths: ``--out r.json`` writes ``r.csv`` and ``r.json``. Output paths are checked
+before the run. ``--summarizer-model`` prices the strategies' own LLM calls at another
+model's rates than ``--model`` (a cheaper model summarizing for a larger one).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import multiprocessing
+import os
 import sys
+import tempfile
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from pathlib import Path
@@ -30,26 +33,13 @@ from ctxlab.tokens import ENCODINGS
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from ctxlab.lab.report import Report
+    from ctxlab.messages import Conversation
+    from ctxlab.tokens import TokenCounter
+
 HELP = "Replay conversations under strategies x budgets; write results.csv, a run record, plots."
 
-DEFAULT_BUDGETS = (1000, 2000, 4000, 8000, 16000)
 PROBES = ("auto", "end", "sessions", "assistant_turns", "questions")
-# Retention columns the printed table shows, with their short headers.
-_RETENTION = {
-    "evidence_recall": "evidence",
-    "answer_presence": "answer",
-    "key_string_recall": "keys",
-    "action_argument_recall": "actions",
-    "dropped_content_coverage": "coverage",
-}
-# Cost columns shown when they say something: (header, format). Extra tokens are what the
-# strategies' own LLM calls spent over a whole conversation (mean over conversations).
-_COSTS = {
-    "extra_input_tokens_total": ("extra in/conv", "{:,.0f}"),
-    "extra_output_tokens_total": ("extra out/conv", "{:,.0f}"),
-    "cost_usd": ("usd/conv", "{:.4f}"),
-}
-_EXTRA = frozenset({"extra_input_tokens_total", "extra_output_tokens_total"})
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -77,7 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         type=int,
         metavar="N",
-        help="token budget (repeatable; default: 1000 2000 4000 8000 16000)",
+        help="token budget (repeatable; default: per dataset, 3 budgets between what must "
+        "always be sent and its median conversation)",
     )
     add(
         "--probes",
@@ -105,7 +96,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out",
         type=Path,
         default=Path("ctxlab-results/results.csv"),
-        help="CSV of every probe (default ctxlab-results/results.csv)",
+        help="CSV of every probe (default ctxlab-results/results.csv); the run record goes "
+        "beside it with the suffix .json",
     )
     add(
         "--plot",
@@ -119,42 +111,85 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ctxlab import strategies
-    from ctxlab.lab.harness import compare
+    from ctxlab.commands._budgets import default_budgets
+    from ctxlab.commands._table import print_categories, print_table
     from ctxlab.tokens import get_counter
 
+    _check_options(args)
+    paths = _paths(args)
+    convs = _conversations(args)
+    counter = get_counter(args.encoding) if args.encoding else _model_counter(args.model)
+    if args.budget:
+        plan = [(convs, tuple(args.budget))]
+    else:
+        chosen = default_budgets(convs, counter)
+        for item in chosen:
+            print(item.note)
+        plan = [([c for c in convs if (c.dataset or "custom") == d.dataset], d.budgets)
+                for d in chosen if d.budgets]  # fmt: skip
+        if not plan:
+            raise UsageError("no dataset is large enough for a default budget; pass --budget N")
+    report = _run(plan, args, counter)
+    print_table(report, args.seed)
+    if args.probes == "questions":
+        print_categories(report)
+    written = _write(report, args, paths)
+    if not args.quiet:
+        print("wrote " + ", ".join(str(p) for p in written), file=sys.stderr)
+    return 0
+
+
+def _check_options(args: argparse.Namespace) -> None:
     if args.jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
     if any(b <= 0 for b in args.budget or ()):
         raise UsageError("--budget must be a positive number of tokens")
     if args.summarizer_model and not args.model:
         raise UsageError("--summarizer-model needs --model (the model the requests go to)")
-    counter = get_counter(args.encoding) if args.encoding else None
-    executor = _executor(args.jobs)
+    from ctxlab.lab._specs import strategy_from
+
+    for spec in args.strategy or ():
+        strategy_from(spec)  # a bad name or parameter fails now, not after loading the data
+
+
+def _paths(args: argparse.Namespace) -> tuple[Path, Path]:
+    """(CSV, run record): always two paths, checked writable before anything runs."""
+    out: Path = args.out
+    csv = out.with_suffix(".csv") if out.suffix.lower() == ".json" else out
+    record = csv.with_suffix(".json")
+    for path, option in ((csv, "--out"), (record, "--out"), (args.plot, "--plot")):
+        if path is not None:
+            _check_writable(path, option)
+    if args.dump is not None:
+        _check_folder(args.dump, "--dump")
+    return csv, record
+
+
+def _check_writable(path: Path, option: str) -> None:
+    if path.is_dir():
+        raise UsageError(f"{option} {path} is a folder; give a file path such as {path}/r.csv")
+    _check_folder(path.parent, option)
+    if path.exists() and not os.access(path, os.W_OK):
+        raise UsageError(f"{option}: cannot write {path} (permission denied); choose another path")
+
+
+def _check_folder(folder: Path, option: str) -> None:
     try:
-        report = compare(
-            args.data or _default_data(args.probes),
-            args.strategy or strategies.default_names(),
-            args.budget or DEFAULT_BUDGETS,
-            metrics=args.metric,
-            probes=args.probes,
-            counter=counter,
-            executor=executor,
-            progress=not args.quiet,
-            model=args.model,
-            summarizer_model=args.summarizer_model,
-            dump=args.dump,
-        )
-    finally:
-        if executor is not None:
-            executor.shutdown()
-    _print_table(report, args.seed)
-    if args.probes == "questions":
-        _print_categories(report)
-    written = _write(report, args)
-    if not args.quiet:
-        print("wrote " + ", ".join(str(p) for p in written), file=sys.stderr)
-    return 0
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{option}: cannot create the folder {folder}: {exc.strerror}") from exc
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise UsageError(f"{option}: cannot write into {folder}: {exc.strerror}") from exc
+
+
+def _conversations(args: argparse.Namespace) -> list[Conversation]:
+    """The conversations of ``--data`` (every bundled dataset without it), read with --format."""
+    from ctxlab.lab._specs import conversations_from
+
+    return conversations_from(args.data or _default_data(args.probes), format=args.format)
 
 
 def _default_data(probes: str) -> list[str]:
@@ -165,22 +200,70 @@ def _default_data(probes: str) -> list[str]:
     return [n for n in names if n == "locomo"] if probes == "questions" else names
 
 
-def _print_categories(report: Any) -> None:
-    """Evidence recall at question probes by LoCoMo category (mean over questions)."""
-    cats = {"multi_hop": "multi-hop", "temporal": "temporal", "open_domain": "open-domain",
-            "single_hop": "single-hop"}  # fmt: skip
-    cols = [f"evidence_recall_{c}" for c in cats]
-    table = report.summary(["evidence_recall", *cols], n_boot=0)
-    asked = report.df.drop_duplicates(["dataset", "conversation_id", "question_index"])
-    counts = asked.groupby("category").size()
-    names = dict(zip((1, 2, 3, 4), cats.values(), strict=True))
-    sizes = ", ".join(f"{names[c]} {n}" for c, n in counts.items() if c in names)
-    print(f"\nevidence recall by question category, mean over questions ({sizes})")
-    lines = [["strategy", "budget", "all", *cats.values()]]
-    for _, r in table.iterrows():
-        lines.append([str(r["strategy"]), str(r["budget"]), _frac(r["evidence_recall"])]
-                     + [_frac(r[c]) for c in cols])  # fmt: skip
-    _print_rows(lines)
+def _model_counter(model: str | None) -> TokenCounter:
+    from ctxlab.tokens import get_counter
+
+    return get_counter(model=model) if model else get_counter()
+
+
+def _run(
+    plan: Sequence[tuple[list[Conversation], tuple[int, ...]]],
+    args: argparse.Namespace,
+    counter: TokenCounter,
+) -> Report:
+    """One `compare` per (conversations, budgets) of the plan, merged into one report."""
+    from ctxlab import strategies
+    from ctxlab.lab.harness import compare
+
+    interactive = sys.stderr.isatty()
+    reports = []
+    executor = _executor(args.jobs)
+    try:
+        for convs, budgets in plan:
+            started = time.perf_counter()
+            names = sorted({c.dataset or "custom" for c in convs})
+            if not args.quiet and not interactive:  # plain lines in logs, no bar redraws
+                print(f"compare: {', '.join(names)}: {len(convs)} conversations at budgets "
+                      f"{', '.join(map(str, budgets))}", file=sys.stderr, flush=True)  # fmt: skip
+            reports.append(compare(
+                convs, args.strategy or strategies.default_names(), budgets, metrics=args.metric,
+                probes=args.probes, counter=counter, executor=executor,
+                progress=interactive and not args.quiet, model=args.model,
+                summarizer_model=args.summarizer_model, dump=args.dump,
+            ))  # fmt: skip
+            if not args.quiet and not interactive:
+                took = time.perf_counter() - started
+                print(f"compare: {', '.join(names)} done in {took:.1f} s", file=sys.stderr)
+    finally:
+        if executor is not None:
+            executor.shutdown()
+    return _merge(reports)
+
+
+def _merge(reports: Sequence[Report]) -> Report:
+    """Reports of several runs as one; the run record lists every run's data and budgets."""
+    import pandas as pd
+
+    from ctxlab.lab.report import Report
+
+    if len(reports) == 1:
+        return reports[0]
+    meta = dict(reports[0].meta)
+    meta["data"] = [d for r in reports for d in r.meta.get("data", [])]
+    budgets = {
+        (b["max_tokens"], b["reserve_output"]): b for r in reports for b in r.meta["budgets"]
+    }
+    meta["budgets"] = [budgets[k] for k in sorted(budgets)]
+    meta["budgets_by_dataset"] = {
+        d["dataset"]: [b["max_tokens"] for b in r.meta["budgets"]]
+        for r in reports for d in r.meta.get("data", [])
+    }  # fmt: skip
+    tables: dict[str, Any] = {}
+    for r in reports:
+        for name, t in r.tables.items():
+            tables[name] = pd.concat([tables[name], t]) if name in tables else t
+    df = pd.concat([r.df for r in reports], ignore_index=True)
+    return Report.from_rows(df, meta=meta, tables=tables)
 
 
 def _executor(jobs: int) -> Executor | None:
@@ -192,14 +275,12 @@ def _executor(jobs: int) -> Executor | None:
     return ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context(method))
 
 
-def _write(report: Any, args: argparse.Namespace) -> list[Path]:
-    out: Path = args.out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    report.to_csv(out)
+def _write(report: Report, args: argparse.Namespace, paths: tuple[Path, Path]) -> list[Path]:
+    csv, record_path = paths
+    report.to_csv(csv)
     record = dict(report.meta, seed=args.seed, options=_options(args))
-    record_path = out.with_suffix(".json")
     record_path.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
-    return [out, record_path, *_plots(report, args.plot or out.parent / "pareto.png")]
+    return [csv, record_path, *_plots(report, args.plot or csv.parent / "pareto.png")]
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
@@ -221,75 +302,6 @@ def _plots(report: Any, pareto_path: Path) -> list[Path]:
             figure = make()
         except UsageError:
             continue  # nothing to draw for these results (e.g. no retention metric)
-        figure.savefig(path, dpi=120)
+        figure.savefig(path, dpi=plots.DPI)
         written.append(path)
     return written
-
-
-def _print_table(report: Any, seed: int) -> None:
-    from ctxlab.lab.harness import Report
-
-    assert isinstance(report, Report)
-    meta = report.meta
-    table = report.summary(n_boot=0, seed=seed)
-    kind = "estimated" if meta.get("token_counts") == "estimate" else "exact"
-    print(f"token counts: {meta.get('encoding')} ({kind})" + _model_note(meta))
-    for dataset, rows in table.groupby("dataset", sort=False):
-        costs = {c: h for c, (h, _) in _COSTS.items() if _shown(rows, c)}
-        shown = [c for c in _RETENTION if _shown(rows, c)]
-        print(f"\n{dataset}: {int(rows['conversations'].max())} conversations")
-        head = ["strategy", "budget", "ok%", "tok/req", "tok/conv", *costs.values()]
-        lines = [[*head, "compr", "stable", *(_RETENTION[c] for c in shown)]]
-        for _, r in rows.iterrows():
-            lines.append(
-                [str(r["strategy"]), str(r["budget"]), _pct(r["budget_ok"]),
-                 _num(r["input_tokens"]), _num(r["cumulative_input_tokens"])]
-                + [_fmt(_COSTS[c][1], r[c]) for c in costs]
-                + [_frac(r.get("compression")), _frac(r.get("prefix_stability"))]
-                + [_frac(r[c]) for c in shown]
-            )  # fmt: skip
-        _print_rows(lines)
-
-
-def _shown(rows: Any, column: str) -> bool:
-    """Whether a column has something to say: a value, and for extra tokens, not only 0."""
-    if column not in rows or not rows[column].notna().any():
-        return False
-    return column not in _EXTRA or bool(rows[column].fillna(0).ne(0).any())
-
-
-def _model_note(meta: Any) -> str:
-    model, summarizer = meta.get("model"), meta.get("summarizer_model")
-    if not model:
-        return "; no --model: cost_usd is NaN"
-    own = f", the strategies' own calls at {summarizer}'s" if summarizer != model else ""
-    return f"; prices of {model}{own}"
-
-
-def _print_rows(lines: Sequence[Sequence[str]]) -> None:
-    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
-    for line in lines:
-        cells = [line[0].ljust(widths[0])] + [
-            c.rjust(w) for c, w in zip(line[1:], widths[1:], strict=True)
-        ]
-        print("  ".join(cells))
-
-
-def _is_nan(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def _pct(value: Any) -> str:
-    return "-" if _is_nan(value) else f"{100 * value:.0f}%"
-
-
-def _fmt(spec: str, value: Any) -> str:
-    return "-" if _is_nan(value) else spec.format(value)
-
-
-def _num(value: Any) -> str:
-    return "-" if _is_nan(value) else f"{value:,.0f}"
-
-
-def _frac(value: Any) -> str:
-    return "-" if _is_nan(value) else f"{value:.3f}"

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ctxlab import datasets, formats
-from ctxlab.errors import UsageError
 from ctxlab.messages import Conversation
 from ctxlab.tokens import ENCODINGS, TokenCounter, get_counter
 
@@ -24,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "targets",
         nargs="*",
         metavar="PATH_OR_DATASET",
-        help=f"files to read, or bundled dataset names ({', '.join(datasets.names())}); "
+        help=f"files or folders to read, or bundled dataset names ({', '.join(datasets.names())}); "
         "none: a summary of every bundled dataset",
     )
     parser.add_argument(
@@ -51,13 +50,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _read(target: str, fmt: str | None) -> list[Conversation]:
+    """A bundled dataset, a file, or every conversation file in a folder (as `compare` reads)."""
+    from ctxlab.lab._specs import conversations_from
+
     if target in datasets.names() and not Path(target).exists():
         return datasets.load(target)
-    if not Path(target).exists():
-        raise UsageError(
-            f"{target!r} is neither a file nor a bundled dataset ({', '.join(datasets.names())})"
-        )
-    return formats.load(target, format=fmt)
+    return conversations_from(target, format=fmt)
 
 
 def _tokens(convs: Sequence[Conversation], counter: TokenCounter) -> list[int]:

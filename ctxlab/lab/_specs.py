@@ -67,7 +67,7 @@ def _load(spec: str | os.PathLike[str], format: str | None) -> list[Conversation
         files = sorted(p for p in path.rglob("*") if p.suffix.lower() in _DATA_SUFFIXES)
         if not files:
             raise UsageError(f"{path} holds no .json, .jsonl or .traj file")
-        return [c for f in files for c in formats.load(f, format=format)]
+        return datasets.unique_ids([c for f in files for c in formats.load(f, format=format)])
     if text in datasets.names():
         return datasets.load(text)
     raise UsageError(

@@ -1,13 +1,20 @@
 """The arithmetic behind `Report.summary`: units, pooled estimates and bootstrap intervals.
 
-A summary group is one (dataset, strategy, budget). Each column is reduced to *units*, each
-with a sum and a count, and a group's estimate is Σ sums / Σ counts over its units:
+A summary group is one (dataset, strategy, budget). Each column is reduced to *units*, one
+per conversation, each with a sum and a count, and a group's estimate is Σ sums / Σ counts
+over its units:
 
-- ``mean``: every probe's value; the units are the group's conversations, or its probes when
-  it holds a single conversation (so the estimate is the mean over probes);
+- ``mean``: every probe's value; a conversation's unit holds the sum and number of its
+  probes' values (so the estimate is the mean over probes);
 - ``last``: each conversation's value at its last probe (running totals);
 - ``total``: each conversation's sum over its probes, NaN when one of them is NaN (additive
   per-probe quantities such as the strategy's own LLM tokens).
+
+Conversations are the independent units: probes (and questions) of one conversation share
+its speakers, topics and history, so they are resampled together (a clustered bootstrap).
+A group with fewer than `MIN_UNITS` conversations gets no interval: with two conversations
+there are only three distinct resamples, and their spread is the gap between the two, not
+a 95% interval.
 
 The units of every group are computed in one pass over the whole table (`Groups`), then the
 percentile bootstrap draws whole units per group.
@@ -23,11 +30,22 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-__all__ = ["Groups", "Kind", "Streams", "bootstrap", "cluster_bootstrap", "intervals"]
+__all__ = [
+    "MIN_UNITS",
+    "Groups",
+    "Kind",
+    "Streams",
+    "bootstrap",
+    "cluster_bootstrap",
+    "intervals",
+]
 
 Kind: TypeAlias = Literal["mean", "last", "total"]
 FloatArray: TypeAlias = npt.NDArray[np.float64]
 IntArray: TypeAlias = npt.NDArray[np.int64]
+
+#: Fewest independent units (conversations) a bootstrap interval is computed from.
+MIN_UNITS = 5
 
 
 class Groups:
@@ -55,11 +73,6 @@ class Groups:
         groups = len(self.keys)
         self.conversations: IntArray = np.bincount(self._group_of_pair, minlength=groups)
         self.probes: IntArray = np.bincount(self.gid, minlength=groups)
-        # Where several conversations share a group they are the units, else single probes.
-        multi = (self.conversations >= 2)[self.gid]
-        unit = np.where(multi, conv, self._n_conv + np.arange(n))
-        self._mean_key = self.gid * (self._n_conv + n) + unit
-        self._mean_stride = self._n_conv + n
         probe = df["probe"].to_numpy()
         order = np.lexsort((np.arange(n), probe, self._pair_of_row))
         pairs_in_order = self._pair_of_row[order]
@@ -71,10 +84,10 @@ class Groups:
         """(group, sum, count) of each unit holding a value, sorted by group then unit."""
         if kind == "mean":
             valid = ~np.isnan(values)
-            found, index = np.unique(self._mean_key[valid], return_inverse=True)
+            found, index = np.unique(self._pair_of_row[valid], return_inverse=True)
             sums = _sums(index, values[valid], len(found))
             counts = np.bincount(index, minlength=len(found)).astype(np.float64)
-            return found // self._mean_stride, sums, counts
+            return self._group_of_pair[found], sums, counts
         if kind == "last":
             per_pair = values[self._last_row]
         else:
@@ -119,17 +132,26 @@ def bootstrap(
 
 
 def cluster_bootstrap(
-    values: FloatArray, units: npt.NDArray[Any], rng: np.random.Generator, n_boot: int, conf: float
-) -> tuple[float, float, float]:
-    """Mean of the non-NaN values and a percentile CI resampling whole units."""
+    values: FloatArray,
+    units: npt.NDArray[Any],
+    rng: np.random.Generator,
+    n_boot: int,
+    conf: float,
+    min_units: int = MIN_UNITS,
+) -> tuple[float, float, float, int]:
+    """Mean of the non-NaN values, a percentile CI resampling whole units, and the units.
+
+    The interval is NaN when fewer than `min_units` units hold a value.
+    """
     valid = ~np.isnan(values)
     if not valid.any():
-        return np.nan, np.nan, np.nan
+        return np.nan, np.nan, np.nan, 0
     _, index = np.unique(units[valid], return_inverse=True)
     sums = np.bincount(index, weights=values[valid]).astype(np.float64, copy=False)
     counts = np.bincount(index).astype(np.float64)
-    lo, hi = bootstrap(sums, counts, rng, n_boot, conf)
-    return float(sums.sum() / counts.sum()), lo, hi
+    lo, hi = (np.nan, np.nan) if len(sums) < min_units else bootstrap(sums, counts, rng, n_boot,
+                                                                      conf)  # fmt: skip
+    return float(sums.sum() / counts.sum()), lo, hi, len(sums)
 
 
 class Streams:
@@ -158,16 +180,21 @@ def intervals(
     kind: Kind,
     n_boot: int,
     conf: float,
-) -> tuple[FloatArray, FloatArray]:
-    """Per group, the bootstrap interval of its units (NaN without units or draws)."""
+    min_units: int = MIN_UNITS,
+) -> tuple[FloatArray, FloatArray, IntArray]:
+    """Per group: the bootstrap interval of its units and their number.
+
+    The interval is NaN without draws or with fewer than `min_units` units.
+    """
     lo = np.full(len(streams), np.nan)
     hi = np.full(len(streams), np.nan)
-    if n_boot <= 0:
-        return lo, hi
     bounds = np.searchsorted(group, np.arange(len(streams) + 1))
+    n_units: IntArray = np.diff(bounds).astype(np.int64)
+    if n_boot <= 0:
+        return lo, hi, n_units
     for g, rng in enumerate(streams):
         start, end = bounds[g], bounds[g + 1]
-        if end > start:
+        if end - start >= max(min_units, 1):
             lo[g], hi[g] = bootstrap(sums[start:end], counts[start:end], rng.get(kind == "total"),
                                      n_boot, conf)  # fmt: skip
-    return lo, hi
+    return lo, hi, n_units

@@ -1,7 +1,13 @@
 """Matplotlib figures from a `Report` (or a replay): each function returns a `Figure`.
 
 Figures are built without pyplot, so they work under any backend (Agg included), never
-touch global state, and display in notebooks as they are; ``fig.savefig("x.png")`` saves.
+touch global state, and display in notebooks as they are; ``fig.savefig("x.png", dpi=DPI)``
+saves them legibly.
+
+A strategy has one colour (and marker) in every panel and every figure of a report
+(`strategy_styles`: in the order of the run record, so a panel without a strategy shifts
+nothing); panels wrap into a grid of at most two columns, and no text is written next to
+points (budgets are marker sizes), so labels cannot overlap.
 
 - `pareto`: cost against retention, one line per strategy across budgets, frontier marked.
 - `tokens_per_probe`: tokens sent at each request over one conversation, budget drawn.
@@ -18,6 +24,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ctxlab.errors import UsageError
+from ctxlab.lab._summary import MIN_UNITS
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -27,7 +34,17 @@ if TYPE_CHECKING:
     from ctxlab.messages import Conversation
     from ctxlab.tokens import TokenCounter
 
-__all__ = ["evidence_by_category", "pareto", "retention_by_age", "tokens_per_probe"]
+__all__ = [
+    "DPI",
+    "evidence_by_category",
+    "pareto",
+    "retention_by_age",
+    "strategy_styles",
+    "tokens_per_probe",
+]
+
+#: Resolution to save figures at: panels are sized so that text is legible at it.
+DPI = 150
 
 LABELS: dict[str, str] = {
     "input_tokens": "input tokens per request",
@@ -57,12 +74,58 @@ RETENTION = (
 _CATEGORIES = ("multi_hop", "temporal", "open_domain", "single_hop")
 
 
-def _figure(n: int = 1, width: float = 6.4) -> tuple[Figure, list[Axes]]:
-    fig = Figure(figsize=(width * n, 4.4), layout="constrained")
-    axes = [fig.add_subplot(1, n, i + 1) for i in range(n)]
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h")
+
+
+def strategy_styles(report: Report) -> dict[str, dict[str, Any]]:
+    """Colour and marker of each strategy, the same in every panel and figure of `report`.
+
+    The order is the run record's strategy list (then any other strategy in the rows), so
+    filtering the rows (a dataset, some budgets) keeps every strategy's colour.
+    """
+    from matplotlib import colormaps
+
+    recorded = [str(s["label"]) for s in report.meta.get("strategies", ()) if "label" in s]
+    names = list(dict.fromkeys([*recorded, *map(str, report.df["strategy"])]))
+    tab20 = [colormaps["tab20"](i) for i in range(20)]
+    palette = [*tab20[0::2], *tab20[1::2]]  # ten strong colours, then their light shades
+    return {
+        name: {"color": palette[i % len(palette)], "marker": _MARKERS[i % len(_MARKERS)]}
+        for i, name in enumerate(names)
+    }
+
+
+def _figure(n: int = 1, width: float = 6.4, height: float = 4.6) -> tuple[Figure, list[Axes]]:
+    """A figure of `n` panels, in a grid of at most two columns."""
+    cols = min(n, 2)
+    rows = -(-n // cols)
+    fig = Figure(figsize=(width * cols, height * rows), layout="constrained")
+    axes = [fig.add_subplot(rows, cols, i + 1) for i in range(n)]
     for ax in axes:
         ax.grid(True, alpha=0.3)
     return fig, axes
+
+
+def _legend(
+    fig: Figure,
+    styles: dict[str, dict[str, Any]],
+    shown: Sequence[str],
+    extra: Sequence[tuple[Any, str]] = (),
+    caption: str | None = None,
+) -> None:
+    """One legend for the whole figure, under the panels: the strategies drawn, then extras.
+
+    A `caption` (what whiskers or bands mean) is the legend's title, so the layout keeps
+    room for it.
+    """
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], linestyle="-", **styles[s]) for s in shown]
+    labels = [*shown, *(label for _, label in extra)]
+    handles += [h for h, _ in extra]
+    fits = max(1, int(fig.get_size_inches()[0] / 2.6))  # columns the figure's width holds
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(fits, 4, len(labels) or 1),
+               fontsize=9, frameon=False, title=caption, title_fontsize=9)  # fmt: skip
 
 
 def _label(column: str) -> str:
@@ -80,12 +143,16 @@ def pareto(
     y: str | None = None,
     *,
     datasets: Sequence[str] | None = None,
+    styles: dict[str, dict[str, Any]] | None = None,
 ) -> Figure:
     """Cost (`x`) against retention (`y`): one panel per dataset, one line per strategy.
 
-    Each line joins a strategy's budgets (labelled in thousands of tokens); the Pareto
-    frontier (lower cost, higher retention) is drawn as a grey band through its points.
-    `y` defaults to each dataset's first available retention metric (see `RETENTION`).
+    Each line joins a strategy's budgets, its markers growing with the budget; a hollow
+    marker is a point where the strategy sent more than the budget at some request. The
+    Pareto frontier (lower cost, higher retention: points no other point matches on both
+    and beats on one, see `Report.pareto`) is a grey band. `y` defaults to each dataset's
+    first available retention metric (see `RETENTION`). `styles` (default
+    `strategy_styles` of `report`) lets a filtered report keep the colours of a whole one.
     """
     names = list(datasets) if datasets is not None else list(dict.fromkeys(report.df["dataset"]))
     panels: list[tuple[str, str]] = []
@@ -95,30 +162,48 @@ def pareto(
             panels.append((name, metric))
     if not panels:
         raise UsageError("no retention metric to plot; pass y= a column of the report")
+    styles = styles or strategy_styles(report)
     fig, axes = _figure(len(panels))
+    drawn: set[str] = set()
     for ax, (dataset, metric) in zip(axes, panels, strict=True):
-        _pareto_panel(ax, report, dataset, x, metric)
+        drawn |= _pareto_panel(ax, report, dataset, x, metric, styles)
+    from matplotlib.lines import Line2D
+
+    extra = [
+        (Line2D([], [], color="0.5", linewidth=8, alpha=0.3), "Pareto frontier"),
+        (Line2D([], [], linestyle="", marker="o", markerfacecolor="none", color="0.3"),
+         "hollow: over budget at some request"),
+    ]  # fmt: skip
+    _legend(fig, styles, [s for s in styles if s in drawn], extra)
     return fig
 
 
-def _pareto_panel(ax: Axes, report: Report, dataset: str, x: str, y: str) -> None:
-    sub = report.summary([x, y], n_boot=0)
+def _pareto_panel(
+    ax: Axes, report: Report, dataset: str, x: str, y: str, styles: dict[str, dict[str, Any]]
+) -> set[str]:
+    sub = report.summary([x, y, "budget_ok"], n_boot=0)
     sub = sub[sub["dataset"] == dataset].dropna(subset=[x, y])
+    budgets = sorted(set(sub["budget"]))
+    size = {b: 20 + 70 * i / max(1, len(budgets) - 1) for i, b in enumerate(budgets)}
     for strategy, g in sub.groupby("strategy", sort=False):
         g = g.sort_values("budget")
-        (line,) = ax.plot(g[x], g[y], marker="o", label=str(strategy))
-        for _, row in g.iterrows():
-            ax.annotate(
-                f"{row['budget'] / 1000:g}k", (row[x], row[y]), textcoords="offset points",
-                xytext=(4, 3), fontsize=7, color=line.get_color(),
-            )  # fmt: skip
+        style = styles[str(strategy)]
+        ax.plot(g[x], g[y], color=style["color"], linewidth=1.2, zorder=2)
+        over = g["budget_ok"] < 1
+        for hollow, part in ((False, g[~over]), (True, g[over])):
+            ax.scatter(part[x], part[y], s=[size[b] for b in part["budget"]],
+                       marker=style["marker"], edgecolors=style["color"], linewidths=1.2,
+                       facecolors="none" if hollow else style["color"], zorder=3)  # fmt: skip
     front = report.pareto(x, y)
     front = front[front["dataset"] == dataset]
-    ax.plot(front[x], front[y], color="0.5", linewidth=6, alpha=0.3, zorder=0, label="frontier")
+    ax.plot(front[x], front[y], color="0.5", linewidth=8, alpha=0.3, zorder=1,
+            solid_capstyle="round")  # fmt: skip
     if len(sub) and sub[x].min() > 0 and sub[x].max() / sub[x].min() > 20:
         ax.set_xscale("log")
-    ax.set(xlabel=_label(x), ylabel=_label(y), title=dataset)
-    ax.legend(fontsize=7, loc="lower right")
+    sizes = " < ".join(f"{b / 1000:g}k" for b in budgets)
+    ax.set_title(f"{dataset}\nmarker size = budget: {sizes}", fontsize=10)
+    ax.set(xlabel=_label(x), ylabel=_label(y))
+    return set(map(str, sub["strategy"]))
 
 
 def tokens_per_probe(
@@ -127,6 +212,7 @@ def tokens_per_probe(
     budget: int | None = None,
     *,
     dataset: str | None = None,
+    styles: dict[str, dict[str, Any]] | None = None,
 ) -> Figure:
     """Tokens each strategy sends at every probe of one conversation, with the budget drawn.
 
@@ -136,21 +222,27 @@ def tokens_per_probe(
     if df.empty:
         raise UsageError(f"the report has no rows for dataset {dataset!r}")
     conv = conversation_id if conversation_id is not None else str(df["conversation_id"].iloc[0])
-    budgets = sorted(set(df["budget"]))
+    budgets = sorted(set(df.loc[df["conversation_id"] == conv, "budget"])) or [0]
     chosen = budget if budget is not None else budgets[len(budgets) // 2]
     rows = df[(df["conversation_id"] == conv) & (df["budget"] == chosen)]
     if rows.empty:
         raise UsageError(f"no rows for conversation {conv!r} at budget {chosen}")
-    fig, (ax,) = _figure()
+    styles = styles or strategy_styles(report)
+    fig, (ax,) = _figure(width=8.0, height=4.8)
     for strategy, g in rows.groupby("strategy", sort=False):
-        ax.plot(g["probe"], g["input_tokens"], marker=".", label=str(strategy))
-    ax.axhline(chosen, color="black", linestyle="--", linewidth=1, label=f"budget {chosen}")
+        style = styles[str(strategy)]
+        ax.plot(g["probe"], g["input_tokens"], markersize=4, **style)
+    ax.axhline(chosen, color="black", linestyle="--", linewidth=1)
     ax.set(
         xlabel="probe (messages so far)",
         ylabel=_label("input_tokens"),
-        title=f"{rows['dataset'].iloc[0]} / {conv}",
+        title=f"{rows['dataset'].iloc[0]} / {conv} at budget {chosen:,}",
     )
-    ax.legend(fontsize=7)
+    from matplotlib.lines import Line2D
+
+    budget_line = Line2D([], [], color="black", linestyle="--", linewidth=1)
+    shown = [s for s in styles if s in set(map(str, rows["strategy"]))]
+    _legend(fig, styles, shown, [(budget_line, f"budget {chosen:,}")])
     return fig
 
 
@@ -209,9 +301,17 @@ def retention_by_age(
 
 
 def evidence_by_category(
-    report: Report, budget: int | None = None, *, dataset: str = "locomo"
+    report: Report,
+    budget: int | None = None,
+    *,
+    dataset: str = "locomo",
+    styles: dict[str, dict[str, Any]] | None = None,
 ) -> Figure:
-    """LoCoMo evidence recall per question category: one bar per strategy, 95% CIs."""
+    """LoCoMo evidence recall per question category: one bar per strategy, 95% CIs.
+
+    Whiskers are `Report.summary` intervals (clustered bootstrap over conversations); a
+    bar without whiskers had too few conversations for one. The caption says so.
+    """
     cols = [f"evidence_recall_{c}" for c in _CATEGORIES]
     df = report.df[report.df["dataset"] == dataset]
     if df.empty or not all(c in df for c in cols) or df[cols].isna().all().all():
@@ -220,19 +320,31 @@ def evidence_by_category(
     chosen = budget if budget is not None else budgets[len(budgets) // 2]
     sub = report.summary(cols)
     sub = sub[(sub["dataset"] == dataset) & (sub["budget"] == chosen)]
-    fig, (ax,) = _figure(width=7.5)
+    styles = styles or strategy_styles(report)
+    fig, (ax,) = _figure(width=9.0, height=4.8)
     width = 0.8 / max(1, len(sub))
     base = np.arange(len(cols))
     for i, (_, row) in enumerate(sub.iterrows()):
         means = np.asarray([row[c] for c in cols], dtype=float)
         low = means - np.asarray([row[f"{c}_lo"] for c in cols], dtype=float)
         high = np.asarray([row[f"{c}_hi"] for c in cols], dtype=float) - means
-        ax.bar(base + i * width, means, width, yerr=[low, high], capsize=2, label=row["strategy"])
+        colour = styles[str(row["strategy"])]["color"]
+        ax.bar(base + i * width, means, width, yerr=[np.nan_to_num(low), np.nan_to_num(high)],
+               capsize=2, color=colour, error_kw={"elinewidth": 0.8})  # fmt: skip
     ax.set_xticks(base + width * (len(sub) - 1) / 2, [c.replace("_", "-") for c in _CATEGORIES])
     ax.set(
         ylim=(0, 1.05),
         ylabel=_label("evidence_recall"),
-        title=f"{dataset}: evidence recall by question category at {chosen} tokens",
+        title=f"{dataset}: evidence recall by question category at {chosen:,} tokens",
     )
-    ax.legend(fontsize=7, ncols=2)
+    units = int(sub[[f"{c}_n" for c in cols]].max().max()) if len(sub) else 0
+    whiskers = (
+        f"whiskers: 95% bootstrap interval resampling the {units} conversations"
+        if units >= MIN_UNITS
+        else f"no whiskers: {units} conversation(s), too few for an interval (need {MIN_UNITS})"
+    )
+    shown = [s for s in styles if s in set(map(str, sub["strategy"]))]
+    _legend(
+        fig, styles, shown, caption=f"bars: mean over probes of the questions' recall; {whiskers}"
+    )
     return fig

@@ -4,7 +4,8 @@
 columns of `COLUMNS` first (then extras such as ``cost_usd_cached``, per-category evidence
 recall, ``tokens_before``, ``messages_sent``). Confidence intervals are bootstrap percentile
 intervals that resample whole conversations (probes of one conversation are not
-independent), seeded so the same report always gives the same intervals.
+independent), seeded so the same report always gives the same intervals, and left out
+(NaN) where fewer than `MIN_UNITS` conversations hold a value.
 """
 
 from __future__ import annotations
@@ -21,12 +22,12 @@ import numpy as np
 import pandas as pd
 
 from ctxlab.errors import MissingDependencyError, UsageError
-from ctxlab.lab._summary import Groups, Kind, Streams, cluster_bootstrap, intervals
+from ctxlab.lab._summary import MIN_UNITS, Groups, Kind, Streams, cluster_bootstrap, intervals
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["COLUMNS", "KEYS", "Report"]
+__all__ = ["COLUMNS", "KEYS", "MIN_UNITS", "Report"]
 
 #: The columns every report starts with, in this order.
 COLUMNS: tuple[str, ...] = (
@@ -154,13 +155,14 @@ class Report:
         confidence: float = 0.95,
         n_boot: int = 1000,
         seed: int = 0,
+        min_units: int = MIN_UNITS,
     ) -> pd.DataFrame:
-        """Per (dataset, strategy, budget): each metric's estimate and bootstrap CI.
+        """Per (dataset, strategy, budget): each metric's estimate, its units and bootstrap CI.
 
         How a column is aggregated (see `aggregate`):
 
         - per-probe metrics (``input_tokens`` per request, retention, compression) are
-          averaged over probes;
+          averaged over probes (pooled: Σ values / Σ probes over the group's conversations);
         - running totals (``cumulative_input_tokens``, ``cost_usd``, ``prefix_stability``)
           are taken at each conversation's last probe and averaged over conversations;
         - additive per-probe quantities (``extra_input_tokens``, ``extra_output_tokens``:
@@ -168,13 +170,23 @@ class Report:
           the mean per probe, and ``<metric>_total``, each conversation's sum over its probes
           averaged over conversations (the spend of a whole conversation).
 
-        ``<column>_total`` may also be asked for by name, for any column. Intervals resample
-        whole conversations (probes, when a ``mean`` group holds a single conversation);
-        ``n_boot=0`` skips them.
+        ``<column>_total`` may also be asked for by name, for any column.
+
+        How the intervals are made: the independent units are conversations. Probes (and
+        the questions asked at them) of one conversation share its speakers and history,
+        so treating them as independent would make intervals far too narrow. Each of
+        `n_boot` replicates draws the group's conversations with replacement (a clustered,
+        percentile bootstrap) and recomputes the pooled estimate; the interval is the
+        central `confidence` share of the replicates. ``<metric>_n`` is the number of
+        conversations that hold a value of the metric. With fewer than `min_units` of them
+        the interval is NaN: two conversations have only three distinct resamples, whose
+        spread is the gap between the two conversations, not a 95% interval. Draws are
+        seeded per group, so the same report gives the same intervals; ``n_boot=0`` skips
+        them.
 
         Returns:
             The keys, ``conversations``, ``probes``, then ``<metric>``, ``<metric>_lo``,
-            ``<metric>_hi`` for each metric (and its ``_total`` columns).
+            ``<metric>_hi``, ``<metric>_n`` for each metric (and its ``_total`` columns).
         """
         cols = list(metrics) if metrics is not None else self.metric_columns
         wanted = self._outputs(cols)
@@ -185,9 +197,9 @@ class Report:
         for name, source, kind in wanted:
             values = self.df[source].to_numpy(np.float64, na_value=np.nan)
             group, sums, counts = groups.units(values, kind)
-            lo, hi = intervals(group, sums, counts, rngs, kind, n_boot, confidence)
+            lo, hi, n = intervals(group, sums, counts, rngs, kind, n_boot, confidence, min_units)
             table.update({name: groups.estimates(group, sums, counts), f"{name}_lo": lo,
-                          f"{name}_hi": hi})  # fmt: skip
+                          f"{name}_hi": hi, f"{name}_n": n})  # fmt: skip
         out: pd.DataFrame = pd.DataFrame(table)
         return out
 
@@ -216,13 +228,17 @@ class Report:
         confidence: float = 0.95,
         n_boot: int = 1000,
         seed: int = 0,
+        min_units: int = MIN_UNITS,
     ) -> pd.DataFrame:
         """Strategy `a` minus strategy `b` on `metric`, over the same probes, per budget.
 
         Only probes where both have a value are paired: every probe for per-probe metrics,
         each conversation's last probe for running totals, each conversation's sum over its
-        probes for ``<column>_total`` (see `summary`). The CI is a paired bootstrap
-        resampling conversations.
+        probes for ``<column>_total`` (see `summary`). The CI is a paired, clustered
+        bootstrap: each replicate draws conversations with replacement and takes both
+        strategies' values from the same drawn conversations, so what the two share (a
+        hard conversation) cancels out. ``conversations`` is the number of units resampled;
+        with fewer than `min_units` the interval is NaN (see `summary`).
         Columns: dataset, budget, metric, a, b, pairs, conversations, mean_a, mean_b, diff,
         diff_lo, diff_hi.
         """
@@ -243,10 +259,8 @@ class Report:
         for (dataset, budget), g in pairs.groupby(["dataset", "budget"], sort=False):
             diff = (g[f"{metric}_a"] - g[f"{metric}_b"]).to_numpy()
             units = g["conversation_id"].to_numpy()
-            if len(set(units)) < 2:
-                units = np.arange(len(diff))
             rng = np.random.default_rng([seed, zlib.crc32(repr((dataset, budget)).encode())])
-            est, lo, hi = cluster_bootstrap(diff, units, rng, n_boot, confidence)
+            est, lo, hi, _ = cluster_bootstrap(diff, units, rng, n_boot, confidence, min_units)
             rows.append(
                 {"dataset": dataset, "budget": budget, "metric": metric, "a": la, "b": lb,
                  "pairs": len(g), "conversations": g["conversation_id"].nunique(),
@@ -324,7 +338,10 @@ class Report:
         head = html.escape(repr(self))
         body = table.to_html(index=False, float_format=lambda v: f"{v:.3g}", na_rep="–")
         datasets = html.escape(", ".join(dict.fromkeys(df["dataset"])))
-        return f"<div><p><b>{head}</b><br>datasets: {datasets}</p>{body}</div>"
+        return (
+            "<div class='tex2jax_ignore mathjax_ignore'>"
+            f"<p><b>{head}</b><br>datasets: {datasets}</p>{body}</div>"
+        )
 
 
 def _label(strategy: Any) -> str:

@@ -12,6 +12,9 @@ May import the core values, `formats`, `scoring`, `summarizers` and `providers`;
 from __future__ import annotations
 
 import importlib
+import types
+import typing
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ctxlab.errors import UsageError
@@ -148,10 +151,64 @@ def get_strategy(name: str, **params: Any) -> BaseStrategy:
     """Build the strategy registered under `name` with these parameters.
 
     Raises:
-        UsageError: unknown name, or a parameter the strategy does not take.
+        UsageError: unknown name, a parameter the strategy does not take, or a value of the
+            wrong type for a simple parameter (number, flag, text, choice).
     """
     cls = strategy_class(name)
+    _check_types(name, cls, params)
     try:
         return cls(**params)
     except TypeError as exc:
         raise UsageError(f"bad parameters for strategy {name!r}: {exc}") from exc
+
+
+_SIMPLE: dict[Any, str] = {int: "a whole number", float: "a number", bool: "true or false",
+                           str: "text"}  # fmt: skip
+
+
+def _check_types(name: str, cls: type[BaseStrategy], params: Mapping[str, Any]) -> None:
+    """Reject a value whose type a simple parameter cannot take, naming the parameter."""
+    try:
+        hints = typing.get_type_hints(cls)
+    except (NameError, TypeError):  # a hint that cannot be resolved: leave it to the class
+        return
+    for key, value in params.items():
+        allowed = _allowed(hints.get(key))
+        if allowed is not None and not any(_fits(value, a) for a in allowed):
+            wanted = " or ".join(_describe(a) for a in allowed)
+            raise UsageError(
+                f"bad parameter for strategy {name!r}: {key} must be {wanted}, got {value!r}"
+            )
+
+
+def _allowed(hint: Any) -> list[Any] | None:
+    """The simple alternatives a hint admits, or None when it is not a simple hint."""
+    origin = typing.get_origin(hint)
+    if origin is typing.Union or origin is types.UnionType:
+        parts = [_allowed(a) for a in typing.get_args(hint)]
+        if any(p is None for p in parts):
+            return None
+        return [a for p in parts if p is not None for a in p]
+    if origin is typing.Literal:
+        return [("literal", v) for v in typing.get_args(hint)]
+    if hint in _SIMPLE or hint is type(None):
+        return [hint]
+    return None
+
+
+def _fits(value: Any, allowed: Any) -> bool:
+    if isinstance(allowed, tuple):
+        return bool(value == allowed[1] and type(value) is type(allowed[1]))
+    if allowed is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if allowed is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if allowed is type(None):
+        return value is None
+    return isinstance(value, allowed)
+
+
+def _describe(allowed: Any) -> str:
+    if isinstance(allowed, tuple):
+        return repr(allowed[1])
+    return "none" if allowed is type(None) else _SIMPLE[allowed]

@@ -1,4 +1,7 @@
-"""Notebook widgets: `explorer` shows what a strategy keeps, `comparison` reads a `Report`.
+"""Notebook widgets: `explorer`, `comparison` and `diff` (two strategies side by side).
+
+`explorer` shows what a strategy keeps, `comparison` reads a `Report`, `diff` lists the
+messages two strategies treat differently on one conversation.
 
 Builders return an ipywidgets container and never display it: leave it last in a cell (or
 pass it to ``display``). They hold no logic of their own: numbers come from the functions the
@@ -26,7 +29,7 @@ if TYPE_CHECKING:
     from ctxlab.strategies.base import Strategy
     from ctxlab.tokens import TokenCounter
 
-__all__ = ["comparison", "explorer"]
+__all__ = ["comparison", "diff", "explorer"]
 
 
 def _ipywidgets() -> Any:
@@ -81,12 +84,15 @@ def explorer(
     return Explorer(w, convs, chosen, budgets, counter or get_counter()).box
 
 
-def comparison(report: Report) -> Any:
+def comparison(report: Report, conversations: Iterable[Conversation] | None = None) -> Any:
     """Read a `Report`: Pareto plot with metric pickers and filters, table, per-strategy view.
 
     The x and y pickers take any metric column of the report; the dataset and budget
     filters restrict the plot and the table; selecting a strategy lists its numbers at each
-    budget, with 95% bootstrap intervals (``estimate [low, high]``).
+    budget, with 95% bootstrap intervals (``estimate [low, high] (n=conversations)``). A
+    point (strategy at a budget) opens on one of its conversations in an explorer below;
+    the conversations come from `conversations`, else from the run record's data files.
+    The current view exports as a PNG, a CSV and the Python that redraws it.
 
     Returns:
         An ``ipywidgets.VBox``.
@@ -100,4 +106,46 @@ def comparison(report: Report) -> Any:
 
     if report.df.empty:
         raise UsageError("the report has no rows to show; run compare() on some data first")
-    return Comparison(w, report).box
+    convs = list(conversations) if conversations is not None else None
+    return Comparison(w, report, convs).box
+
+
+def diff(
+    conversation: Conversation | str,
+    a: Strategy | str,
+    b: Strategy | str,
+    budget: int,
+    *,
+    strategies: Iterable[Strategy | str] = (),
+    counter: TokenCounter | None = None,
+) -> Any:
+    """Two strategies on one conversation at one budget, the messages they treat differently.
+
+    Lists, for every original message on which `a` and `b` decide differently (kept,
+    dropped, summarized, masked, truncated), both decisions and the message's start; the
+    pickers switch between `a`, `b` and any other `strategies`, and the budget is editable.
+    The static view is `ctxlab.widgets._diff.diff_html`.
+
+    Args:
+        conversation: a conversation (or a file/dataset spec giving exactly one first).
+        a: the first strategy (object or spec such as ``"sliding_window:max_messages=20"``).
+        b: the second strategy.
+        budget: the token budget both prune to.
+        strategies: more strategies the pickers offer.
+        counter: the token counter (default ``o200k_base``).
+
+    Returns:
+        An ``ipywidgets.VBox``.
+
+    Raises:
+        MissingDependencyError: ipywidgets is not installed.
+        UsageError: an unknown strategy or no conversation.
+    """
+    w = _ipywidgets()
+    from ctxlab.lab._specs import conversations_from, strategy_from
+    from ctxlab.tokens import get_counter
+    from ctxlab.widgets._diff import Diff
+
+    conv = conversations_from(conversation)[0]
+    chosen = list({s.label: s for s in map(strategy_from, [a, b, *strategies])}.values())
+    return Diff(w, conv, chosen, budget, counter or get_counter()).box

@@ -16,10 +16,13 @@ from typing import Any
 import pandas as pd
 
 from ctxlab.errors import CtxlabError
-from ctxlab.lab.report import KEYS, Report
+from ctxlab.lab.plots import strategy_styles
+from ctxlab.lab.report import KEYS, MIN_UNITS, Report
+from ctxlab.messages import Conversation
 
 __all__ = ["Comparison"]
 
+_CSS_DPI = 96  # CSS pixels per inch
 _BOOT = 200  # bootstrap replicates: enough for two-digit intervals, quick to redraw
 _NO_VALUE = "n/a"
 
@@ -27,8 +30,12 @@ _NO_VALUE = "n/a"
 class Comparison:
     """The widgets of `comparison` and the callbacks that refresh them."""
 
-    def __init__(self, w: Any, report: Report) -> None:
-        self.report = report
+    def __init__(
+        self, w: Any, report: Report, conversations: Sequence[Conversation] | None = None
+    ) -> None:
+        self.w, self.report = w, report
+        self._given = conversations
+        self._convs: dict[tuple[str, str], Conversation] | None = None
         df = report.df
         columns = report.metric_columns
         self._summaries: dict[tuple[str | None, tuple[str, ...]], pd.DataFrame] = {}
@@ -43,6 +50,7 @@ class Comparison:
             options=list(dict.fromkeys(df["strategy"])), description="strategy"
         )
         self.plot = w.Image(format="png")
+        self.styles = strategy_styles(report)  # one colour per strategy whatever the filter
         self.status, self.table, self.detail = w.HTML(), w.HTML(), w.HTML()
         for name in (
             "dataset",
@@ -62,8 +70,25 @@ class Comparison:
             control.observe(self.refresh, names="value")
         self.strategy.observe(self.show_strategy, names="value")
         pickers = w.VBox([self.dataset, self.x, self.y])
+        self.folder = w.Text(value="ctxlab-export", description="export to")
+        self.export_button = w.Button(description="export figure, CSV, code")
+        self.exported = w.HTML()
+        for name in ("folder", "export_button", "exported"):
+            getattr(self, name).add_class(f"ctxlab-{name.replace('_', '-')}")
+        self.export_button.on_click(self.export)
+        # Open a point of the plot (a strategy at a budget) on one conversation in the explorer.
+        self.point = w.Dropdown(options=[], description="point")
+        self.conv = w.Dropdown(options=[], description="conversation")
+        self.open_button = w.Button(description="open in explorer")
+        self.opened = w.VBox()
+        for name in ("point", "conv", "open_button", "opened"):
+            getattr(self, name).add_class(f"ctxlab-{name.replace('_', '-')}")
+        self.open_button.on_click(self.open)
         self.box = w.VBox([
             w.HBox([pickers, self.budgets, self.strategy]),
+            w.HBox([self.folder, self.export_button, self.exported]),
+            w.HBox([self.point, self.conv, self.open_button]),
+            self.opened,
             self.status,
             self.plot,
             self.table,
@@ -120,17 +145,72 @@ class Comparison:
             self.status.value = "<i>no rows: choose at least one budget</i>"
             return
         try:
-            figure = pareto(sub, x=x, y=y, datasets=[self.dataset.value])
+            figure = pareto(sub, x=x, y=y, datasets=[self.dataset.value], styles=self.styles)
         except CtxlabError as exc:
             self.status.value = f"<i>{html.escape(str(exc))}</i>"
             return
         buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=90)
+        # Drawn at twice the CSS size: sharp on high-density screens, never upscaled.
+        figure.savefig(buffer, format="png", dpi=2 * _CSS_DPI)
         self.plot.value = buffer.getvalue()
-        front = sorted(set(sub.pareto(x, y)["strategy"]))
-        self.status.value = f"on the Pareto frontier: {html.escape(', '.join(front) or 'none')}"
+        self.plot.layout.width = f"{figure.get_size_inches()[0] * _CSS_DPI:.0f}px"
+        self.plot.layout.max_width = "100%"
+        front = sub.pareto(x, y)
+        points = [f"{s} @ {b:,}" for s, b in zip(front["strategy"], front["budget"], strict=True)]
+        self.status.value = (
+            f"Pareto frontier ({len(points)} of {_points(sub, x, y)} points; no other point "
+            f"costs no more and keeps no less): {html.escape(', '.join(points) or 'none')}"
+        )
         self.table.value = _table_html(self.summary([x, y]), [x, y])
+        self._points(sub)
         self.show_strategy()
+
+    def _points(self, sub: Report) -> None:
+        """Offer the points drawn and the conversations behind them (first ones chosen)."""
+        df = sub.df
+        pairs = df[["strategy", "budget"]].drop_duplicates()
+        points = [(f"{s} @ {b:,}", (s, int(b))) for s, b in pairs.itertuples(index=False)]
+        convs = list(dict.fromkeys(map(str, df["conversation_id"])))
+        for control, options in ((self.point, points), (self.conv, convs)):
+            values = [o[1] if isinstance(o, tuple) else o for o in options]
+            keep = control.value if control.value in values else None
+            control.options = options
+            control.value = keep if keep is not None else (values[0] if values else None)
+
+    def open(self, _button: object = None) -> None:
+        """Open the chosen point's strategy and budget on the chosen conversation."""
+        from ctxlab.widgets._explorer import Explorer
+        from ctxlab.widgets._open import conversations_of, strategy_of
+
+        if self.point.value is None or self.conv.value is None:
+            return
+        label, budget = self.point.value
+        try:
+            if self._convs is None:
+                self._convs = conversations_of(self.report, self._given)
+            conv = self._convs[(self.dataset.value, self.conv.value)]
+            strategy = strategy_of(self.report, label)
+        except (KeyError, CtxlabError) as exc:
+            why = f"conversation not found: {exc}" if isinstance(exc, KeyError) else str(exc)
+            self.opened.children = [self.w.HTML(f"<b>{html.escape(why)}</b>")]
+            return
+        from ctxlab.tokens import get_counter
+
+        counter = get_counter(self.report.meta.get("encoding") or "o200k_base")
+        explorer = Explorer(self.w, [conv], [strategy], [budget], counter)
+        self.opened.children = [explorer.box]
+
+    def export(self, _button: object = None) -> None:
+        """Write the figure, the rows shown and the settings as code to the export folder."""
+        from ctxlab.widgets._export import export
+
+        try:
+            paths = export(self.report, self.folder.value, dataset=self.dataset.value,
+                           budgets=self.budgets.value, x=self.x.value, y=self.y.value)  # fmt: skip
+        except (OSError, CtxlabError) as exc:
+            self.exported.value = f"<b style='color:#d04a4a'>{html.escape(str(exc))}</b>"
+            return
+        self.exported.value = "wrote " + html.escape(", ".join(str(p) for p in paths))
 
     def show_strategy(self, _change: object = None) -> None:
         """List the selected strategy's numbers at each budget, with intervals."""
@@ -146,22 +226,33 @@ class Comparison:
         self.detail.value = f"<b>{html.escape(str(name))}</b> at each budget{shown}"
 
 
+def _points(report: Report, x: str, y: str) -> int:
+    """How many (strategy, budget) points have both `x` and `y`."""
+    table = report.summary([x, y], n_boot=0)
+    return int(table[[x, y]].notna().all(axis=1).sum())
+
+
 def _table_html(table: pd.DataFrame, metrics: Sequence[str], keys: Sequence[str] = KEYS) -> str:
-    """Summary rows as HTML, each metric written ``estimate [low, high]``."""
+    """Summary rows as HTML, each metric written ``estimate [low, high] (n=units)``."""
     shown = table[[*keys, "conversations", "probes"]].copy()
     for m in dict.fromkeys(metrics):
-        bounds = zip(table[m], table[f"{m}_lo"], table[f"{m}_hi"], strict=True)
-        shown[m] = [_interval(e, lo, hi) for e, lo, hi in bounds]
+        bounds = zip(table[m], table[f"{m}_lo"], table[f"{m}_hi"], table[f"{m}_n"], strict=True)
+        shown[m] = [_interval(e, lo, hi, int(n)) for e, lo, hi, n in bounds]
     text: str = shown.to_html(index=False, escape=True)
-    return text
+    note = (
+        f"<div style='font-size:12px;opacity:0.8'>estimate [95% interval] (n = conversations "
+        f"resampled); no interval below {MIN_UNITS} conversations</div>"
+    )
+    return text + note
 
 
-def _interval(estimate: float, low: float, high: float) -> str:
+def _interval(estimate: float, low: float, high: float, n: int) -> str:
+    """``estimate [low, high] (n=…)``, or the estimate and why it has no interval."""
     if estimate != estimate:
         return _NO_VALUE
     if low != low:
-        return _number(estimate)
-    return f"{_number(estimate)} [{_number(low)}, {_number(high)}]"
+        return f"{_number(estimate)} (n={n}, too few for an interval)"
+    return f"{_number(estimate)} [{_number(low)}, {_number(high)}] (n={n})"
 
 
 def _number(value: float) -> str:

@@ -16,7 +16,7 @@ import typing
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ctxlab.errors import CtxlabError, UsageError
+from ctxlab.errors import BudgetUnreachableError, CtxlabError, UsageError
 from ctxlab.lab._questions import applicable_questions, question_message
 from ctxlab.lab.report import Report
 from ctxlab.messages import Conversation
@@ -137,7 +137,9 @@ def _rebuild(strategy: Strategy, values: Mapping[str, Any]) -> Strategy:
 
 
 def _slider(w: Any, budgets: Sequence[int] | None) -> Any:
-    common = {"description": "budget", "continuous_update": False}
+    # Wide enough for a step per few pixels on a long conversation.
+    common = {"description": "budget", "continuous_update": False,
+              "layout": w.Layout(width="560px")}  # fmt: skip
     if budgets:
         options = sorted({int(b) for b in budgets})
         return w.SelectionSlider(options=options, value=options[len(options) // 2], **common)
@@ -179,12 +181,15 @@ class Explorer:
                               indent=False)  # fmt: skip
         # Slow strategies (no incremental replay) stay interactive with the metrics off.
         self.measure = w.Checkbox(value=True, description="measure the replay", indent=False)
-        self.params = w.HBox()
+        self.params = w.HBox(layout=w.Layout(flex_flow="row wrap"))  # never off-screen
         self.status, self.bar, self.metrics = w.HTML(), w.HTML(), w.HTML()
         self.panel, self.view = w.HTML(), w.HTML()
+        # The conversation scrolls inside its own box so the controls above stay in sight.
+        self.view.layout = w.Layout(max_height="70vh", overflow="auto")
         self.editors: dict[str, Any] = {}
         self.pruned: Pruned | None = None
         self._quiet = False
+        self._shown = False  # a conversation has been shown (its budget is the reader's)
         self._tag()
         self.box = self._layout()
         self.conversation.observe(self._on_conversation, names="value")
@@ -239,9 +244,12 @@ class Explorer:
             if not self.fixed_budgets:
                 total = self.counter.count_messages(self.conv.messages)
                 step, top, start = _range(total)
+                kept = self.budget.value if self._shown else start  # keep the reader's budget
                 self.budget.max = max(top, self.budget.min)
                 self.budget.step, self.budget.min = step, step
-                self.budget.max, self.budget.value = top, start
+                self.budget.max = top
+                self.budget.value = min(max(round(kept / step) * step, step), top)
+                self._shown = True
             questions = self.conv.annotations.get("questions") or ()
             self.question.options = [("(no question)", -1)] + [
                 (f"{i}: [{q.get('category')}] {str(q.get('question'))[:80]}", i)
@@ -301,7 +309,12 @@ class Explorer:
             self.metrics.value = self._measure(strategy) if self.measure.value else ""
         except CtxlabError as exc:
             self.pruned = None
-            self.status.value = f"<b style='color:#d04a4a'>{html.escape(str(exc))}</b>"
+            why = ""
+            if isinstance(exc, BudgetUnreachableError):
+                why = (" <i>(no strategy may drop the first system message or the newest user "
+                       "message, so a budget below their size cannot be met: move the slider "
+                       "up)</i>")  # fmt: skip
+            self.status.value = f"<b style='color:#d04a4a'>{html.escape(str(exc))}</b>{why}"
             self.bar.value = self.metrics.value = self.panel.value = self.view.value = ""
             return
         measured_at = time.perf_counter()

@@ -3,7 +3,8 @@
 Self-contained: inline styles only (no ``<style>`` block, no script), so the output looks the
 same in JupyterLab, classic Notebook, VS Code and static renderers, on light and dark themes
 (colours are borders and translucent backgrounds; text keeps the theme's colour). Every piece
-of message text is escaped. Long contents are folded in ``<details>``.
+of message text is escaped. Long contents are folded in ``<details>``. Every view carries
+the class `NO_MATH`, so notebook front ends do not typeset ``$...$`` in messages as maths.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ PART_COLOURS = {
     "summary": SYNTHETIC_COLOUR,
     "free": "#9e9e9e",
 }
+#: Class that tells JupyterLab's and Notebook's MathJax to leave the text alone, so that
+#: two prices ("$121 ... $100") never become one italic formula.
+NO_MATH = "tex2jax_ignore mathjax_ignore"
 FOLD_CHARS = 800
 FOLD_LINES = 15
 PREVIEW_CHARS = 200
@@ -254,7 +258,7 @@ def _limit(rows: list[str], max_rows: int) -> list[str]:
 
 
 def _frame(head: str, legend: str, rows: list[str]) -> str:
-    return f"<div style='{_BOX}'><div>{head}</div>{legend}{''.join(rows)}</div>"
+    return f"<div class='{NO_MATH}' style='{_BOX}'><div>{head}</div>{legend}{''.join(rows)}</div>"
 
 
 def token_parts(pruned: Pruned, counter: TokenCounter | None = None) -> dict[str, int]:
@@ -304,7 +308,9 @@ def token_bar_html(pruned: Pruned, counter: TokenCounter | None = None) -> str:
         f"<b class='ctxlab-sent'>{pruned.tokens:,}</b> of {available:,} tokens sent "
         f"({status}) · {escape(numbers)}"
     )
-    return f"<div style='{_BOX}'><div>{head}</div>{bar}{_legend(PART_COLOURS)}</div>"
+    return (
+        f"<div class='{NO_MATH}' style='{_BOX}'><div>{head}</div>{bar}{_legend(PART_COLOURS)}</div>"
+    )
 
 
 _DECISION_WORDS = {
@@ -341,6 +347,5 @@ def question_html(pruned: Pruned, question: Mapping[str, Any]) -> str:
         f"{escape(str(question.get('category')))} · evidence kept verbatim: "
         f"<b>{kept} of {len(evidence)}</b>"
     )
-    return (
-        f"<div style='{_BOX}'><div>{head}</div><ul style='margin:2px 0'>{''.join(rows)}</ul></div>"
-    )
+    items = f"<ul style='margin:2px 0'>{''.join(rows)}</ul>"
+    return f"<div class='{NO_MATH}' style='{_BOX}'><div>{head}</div>{items}</div>"
