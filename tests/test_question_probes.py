@@ -189,3 +189,38 @@ def test_retrieve_takes_any_embedder_and_labels_the_relevance() -> None:
     assert calls[1:] == []  # the second request embeds nothing new: cached by content
     with pytest.raises(UsageError, match="unknown embedder"):
         get_strategy("retrieve", embedder="word2vec")
+
+
+def test_minilm_embeds_offline_and_a_second_run_reads_the_disk_cache(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ctxlab.scoring import embeddings
+
+    monkeypatch.setenv("CTXLAB_HOME", str(tmp_path))
+    model = embeddings.MiniLM()
+    first = embeddings.CachedEmbedder(model, name="minilm-test", disk=True)
+    texts = ["I adopted a puppy last week", "I got a new dog", "the stock market fell"]
+    v = first(texts)
+    assert v.shape == (3, 384) and np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+    assert v[0] @ v[1] > 0.5 > 0.1 > v[0] @ v[2]  # related sentences are close, others not
+    assert (tmp_path / "embeddings" / "minilm-test.sqlite").is_file()
+
+    def refuse(texts: list[str]) -> np.ndarray:
+        raise AssertionError(f"embedded again: {texts}")
+
+    second = embeddings.CachedEmbedder(refuse, name="minilm-test", disk=True)
+    assert np.array_equal(second(texts), v)  # a fresh process would embed nothing
+
+
+def test_hybrid_retrieval_keeps_the_invariants_on_a_conversation(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("CTXLAB_HOME", str(tmp_path))
+    conv = LOCOMO[1]
+    qs = applicable_questions(conv)[:5]
+    strategy = get_strategy("retrieve", embedder="minilm")
+    assert strategy.label == "retrieve(embedder='minilm')"
+    asked = [question_message(conv, q) for q in qs]
+    results = branch_results(strategy, conv, asked, [Budget(max_tokens=2000)], COUNTER)[0]
+    for message, pruned in zip(asked, results, strict=True):
+        assert pruned is not None
+        check(conv.with_messages((*conv.messages, message)), pruned, 2000, COUNTER)
+        assert any("cosine" in d.reason for d in pruned.decisions)
