@@ -174,7 +174,7 @@ def test_cli_serves_in_the_foreground_until_stopped(
         assert f'get_provider("openai-compatible:smollm2@{base_url}")' in banner
         assert httpx.get(f"{base_url}/models", timeout=10).status_code == 200
         process.send_signal(stop_signal)
-        assert process.wait(timeout=30) == 0
+        assert process.wait(timeout=90) == 0  # a loaded 2-core machine stops slowly
         assert _refused(base_url)
     finally:
         if process.poll() is None:  # SIGINT first: the command then stops its server
