@@ -206,7 +206,8 @@ def pair_tool_calls(messages: Sequence[Message], where: str) -> tuple[list[Messa
     renamed = 0
     for i, m in enumerate(messages):
         if m.tool_calls:
-            calls, fresh = [], {}
+            calls: list[ToolCall] = []
+            fresh: dict[str, list[str]] = {}
             for call in m.tool_calls:
                 new = _unique(call.id, used)
                 renamed += new != call.id
