@@ -167,7 +167,7 @@ def test_token_bucket_settles_to_billed_tokens() -> None:
     limits = MemoryLimits(clock=clock, wall=lambda: 0.0)
     key = KeyConfig(name="k", key="env:X", tokens_per_minute=600)
     assert run(limits.admit(key, 100)).allowed
-    run(limits.settle(key, 450, math.nan))  # billed 550 in all: 50 left
+    run(limits.settle(key, 450, math.nan, 0))  # billed 550 in all: 50 left
     verdict = run(limits.admit(key, 100))
     assert (verdict.allowed, verdict.reason) == (False, "tokens")
     assert verdict.retry_after == pytest.approx(5.0)  # 50 more tokens at 10/s
@@ -178,8 +178,9 @@ def test_spend_cap_refuses_until_the_utc_day_rolls_over() -> None:
     wall = [3 * 86400.0 + 86000]
     limits = MemoryLimits(clock=Clock(), wall=lambda: wall[0])
     key = KeyConfig(name="k", key="env:X", usd_per_day=0.01)
-    assert run(limits.admit(key, 1)).allowed
-    run(limits.settle(key, 0, 0.011))
+    admitted = run(limits.admit(key, 1))
+    assert admitted.allowed and admitted.day == 3
+    run(limits.settle(key, 0, 0.011, admitted.day))
     verdict = run(limits.admit(key, 1))
     assert (verdict.allowed, verdict.reason, verdict.retry_after) == (False, "spend", 400.0)
     wall[0] += 400
@@ -193,7 +194,7 @@ def test_redis_limits_are_exact_under_concurrency(redis_url: str) -> None:
         a, b = RedisLimits(redis_url), RedisLimits(redis_url)  # two "instances"
         try:
             verdicts = await asyncio.gather(*[(a if i % 2 else b).admit(key, 5) for i in range(30)])
-            await a.settle(key, 0, 1.5)
+            await a.settle(key, 0, 1.5, verdicts[0].day or verdicts[1].day)
             spent = await b.admit(key, 1)
             assert (spent.allowed, spent.reason) == (False, "spend")
             return [v.allowed for v in verdicts]
