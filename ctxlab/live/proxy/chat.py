@@ -97,7 +97,7 @@ async def chat_completion(state: ProxyState, ex: Exchange, body: bytes) -> Respo
         verdict = await state.limits.check(ex.client.config)
         if not verdict.allowed:
             raise _refused(state, ex, verdict.reason, verdict.retry_after)
-    req, prompt = await _off_loop(large, _read_request, state, body)
+    req, prompt = await _off_loop(state, large, _read_request, state, body)
     ex.route, ex.upstream_model = _resolve(state, req.model)
     ex.stream, ex.messages = req.stream, req.messages
     req = await _admit(state, ex, req, prompt)
@@ -185,9 +185,15 @@ async def _within(work: Awaitable[_T], seconds: float) -> _T:
     return task.result()
 
 
-async def _off_loop(heavy: bool, fn: Any, *args: Any) -> Any:
-    """`fn(*args)` in a worker thread when `heavy`, else right here."""
-    return await asyncio.to_thread(fn, *args) if heavy else fn(*args)
+async def _off_loop(state: ProxyState, heavy: bool, fn: Any, *args: Any) -> Any:
+    """`fn(*args)` on the proxy's one heavy-work thread when `heavy`, else right here.
+
+    One thread, not a pool: several threads of Python work would take the interpreter lock
+    from the event loop in turn, and light requests would wait behind all of them.
+    """
+    if not heavy:
+        return fn(*args)
+    return await asyncio.get_running_loop().run_in_executor(state.heavy, fn, *args)
 
 
 async def _complete(state: ProxyState, ex: Exchange, req: ChatRequest, large: bool) -> Response:
@@ -197,7 +203,7 @@ async def _complete(state: ProxyState, ex: Exchange, req: ChatRequest, large: bo
         turn = await _session(state, ex).aturn(req.messages, **req.call_options())
         done, pruned = turn.completion, turn.pruned
     else:
-        pruned = await _off_loop(large, _prune, state, req.messages)
+        pruned = await _off_loop(state, large, _prune, state, req.messages)
         sent = pruned.messages if pruned is not None else req.messages
         done = await ex.route.provider.acomplete(
             sent, model=ex.upstream_model, **req.call_options()
@@ -215,7 +221,7 @@ async def _stream(state: ProxyState, ex: Exchange, req: ChatRequest, large: bool
             req.messages, **req.call_options()
         )
     else:
-        pruned = await _off_loop(large, _prune, state, req.messages)
+        pruned = await _off_loop(state, large, _prune, state, req.messages)
         ex.pruned = _pruned_header(pruned, len(req.messages))
         sent = pruned.messages if pruned is not None else req.messages
         events = _plain(

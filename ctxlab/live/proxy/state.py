@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ctxlab.budget import Budget
@@ -53,6 +54,7 @@ class ProxyState:
         self.counter: TokenCounter = get_counter()
         self.metrics = ProxyMetrics()
         self.prices = Prices()
+        self.heavy = ThreadPoolExecutor(1, thread_name_prefix="ctxlab-proxy-heavy")
         self.metrics_key = _metrics_key(config)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._warned: OrderedDict[str, None] = OrderedDict()
@@ -75,6 +77,7 @@ class ProxyState:
         """Wait for background work, then close providers, limits and the store."""
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.heavy.shutdown(wait=False, cancel_futures=True)
         await self.router.aclose()
         await self.limits.aclose()
         if self._owns_store:
