@@ -299,3 +299,16 @@ def test_access_log_carries_message_content_only_in_debug(caplog: pytest.LogCapt
     plain, debug = (json.loads(r.getMessage()) for r in caplog.records)
     assert plain["key"] == "alice" and plain["latency_ms"] == 12.3 and "messages" not in plain
     assert debug["messages"] == [{"role": "user", "content": "secret words"}]
+
+
+def test_the_example_config_is_valid() -> None:
+    from pathlib import Path
+
+    from ctxlab.live.proxy.config import load_config
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "proxy.toml"
+    config = load_config(path)
+    assert config.server.metrics_key == "env:CTXLAB_METRICS_KEY"
+    local = config.routes[0]
+    assert (local.input_usd_per_mtok, local.output_usd_per_mtok) == (0.0, 0.0)
+    assert config.keys[0].usd_per_day == 5.0
