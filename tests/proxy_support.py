@@ -107,6 +107,8 @@ def config_text(
     keys: str | None = None,
     extra_keys: str = "",
     extra_server: str = "",
+    extra_routes: str = "",
+    stub_timeout: float = 1.0,
 ) -> str:
     """A config file in the documented format (keys: env and sha256 forms, some limits)."""
     keys = (
@@ -148,10 +150,10 @@ store = "{store}"
 prefix = "stub/"
 provider = "openai-compatible"
 base_url = "{upstream}"
-timeout = 1.0
+timeout = {stub_timeout}
 max_retries = 0
 models = ["echo", "gpt-4o-mini"]
-
+{extra_routes}
 [[routes]]
 prefix = "retry/"
 provider = "openai-compatible"

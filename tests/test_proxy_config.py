@@ -167,7 +167,7 @@ def test_token_bucket_settles_to_billed_tokens() -> None:
     limits = MemoryLimits(clock=clock, wall=lambda: 0.0)
     key = KeyConfig(name="k", key="env:X", tokens_per_minute=600)
     assert run(limits.admit(key, 100)).allowed
-    run(limits.settle(key, 450, math.nan))  # billed 550 in all: 50 left
+    run(limits.settle(key, 450, math.nan, 0))  # billed 550 in all: 50 left
     verdict = run(limits.admit(key, 100))
     assert (verdict.allowed, verdict.reason) == (False, "tokens")
     assert verdict.retry_after == pytest.approx(5.0)  # 50 more tokens at 10/s
@@ -178,8 +178,9 @@ def test_spend_cap_refuses_until_the_utc_day_rolls_over() -> None:
     wall = [3 * 86400.0 + 86000]
     limits = MemoryLimits(clock=Clock(), wall=lambda: wall[0])
     key = KeyConfig(name="k", key="env:X", usd_per_day=0.01)
-    assert run(limits.admit(key, 1)).allowed
-    run(limits.settle(key, 0, 0.011))
+    admitted = run(limits.admit(key, 1))
+    assert admitted.allowed and admitted.day == 3
+    run(limits.settle(key, 0, 0.011, admitted.day))
     verdict = run(limits.admit(key, 1))
     assert (verdict.allowed, verdict.reason, verdict.retry_after) == (False, "spend", 400.0)
     wall[0] += 400
@@ -193,7 +194,7 @@ def test_redis_limits_are_exact_under_concurrency(redis_url: str) -> None:
         a, b = RedisLimits(redis_url), RedisLimits(redis_url)  # two "instances"
         try:
             verdicts = await asyncio.gather(*[(a if i % 2 else b).admit(key, 5) for i in range(30)])
-            await a.settle(key, 0, 1.5)
+            await a.settle(key, 0, 1.5, next(v.day for v in verdicts if v.allowed))
             spent = await b.admit(key, 1)
             assert (spent.allowed, spent.reason) == (False, "spend")
             return [v.allowed for v in verdicts]
@@ -298,3 +299,16 @@ def test_access_log_carries_message_content_only_in_debug(caplog: pytest.LogCapt
     plain, debug = (json.loads(r.getMessage()) for r in caplog.records)
     assert plain["key"] == "alice" and plain["latency_ms"] == 12.3 and "messages" not in plain
     assert debug["messages"] == [{"role": "user", "content": "secret words"}]
+
+
+def test_the_example_config_is_valid() -> None:
+    from pathlib import Path
+
+    from ctxlab.live.proxy.config import load_config
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "proxy.toml"
+    config = load_config(path)
+    assert config.server.metrics_key == "env:CTXLAB_METRICS_KEY"
+    local = config.routes[0]
+    assert (local.input_usd_per_mtok, local.output_usd_per_mtok) == (0.0, 0.0)
+    assert config.keys[0].usd_per_day == 5.0

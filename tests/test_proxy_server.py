@@ -294,11 +294,12 @@ def test_requests_per_minute_limit_answers_429_with_retry_after(proxy: ProxyProc
 
 def test_daily_spend_cap_answers_429_until_midnight(proxy: ProxyProcess) -> None:
     # gpt-4o-mini output costs 0.6 $/M tokens: 1000 tokens = 0.0006 $, the cap is 0.001 $.
+    # The second request's worst case (another 0.0006 $) no longer fits: refused up front.
     statuses = [
         proxy.chat(DAVE, f"spend {i}", model="stub/gpt-4o-mini", max_tokens=1000).status_code
         for i in range(3)
     ]
-    assert statuses == [200, 200, 429]
+    assert statuses == [200, 429, 429]
     r = proxy.chat(DAVE, "more", model="stub/gpt-4o-mini")
     assert r.status_code == 429 and r.json()["error"]["code"] == "insufficient_quota"
     assert 1 <= int(r.headers["retry-after"]) <= 86400

@@ -13,7 +13,6 @@ May import only the core values (`messages`, `errors`); everything else builds o
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from collections.abc import Callable, Iterable
@@ -23,7 +22,7 @@ from typing import Any
 
 from ctxlab.errors import DataFormatError, UsageError
 from ctxlab.formats import locomo, mtbench101, openai_jsonl, sharegpt, sweagent, taubench
-from ctxlab.formats._common import Record, read_records
+from ctxlab.formats._common import MAX_FILE_BYTES, Record, read_records
 from ctxlab.messages import Conversation, Source
 
 __all__ = ["FORMATS", "detect", "load", "save"]
@@ -64,12 +63,15 @@ def _detect(path: Path, records: list[Record]) -> str:
     )
 
 
-def load(path: str | os.PathLike[str], format: str | None = None) -> list[Conversation]:
+def load(
+    path: str | os.PathLike[str], format: str | None = None, *, max_bytes: int = MAX_FILE_BYTES
+) -> list[Conversation]:
     """Read every conversation in a file, in file order.
 
     Args:
-        path: a JSON, JSONL or ``.traj`` file.
+        path: a JSON, JSONL or ``.traj`` file (a regular file: FIFOs and devices are refused).
         format: one of `FORMATS`; detected from the content when None.
+        max_bytes: refuse files larger than this (default 1 GiB) before reading them.
 
     Raises:
         UsageError: `format` is not a known format name.
@@ -78,7 +80,7 @@ def load(path: str | os.PathLike[str], format: str | None = None) -> list[Conver
     p = Path(path)
     if format is not None and format not in _BY_NAME:
         raise UsageError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
-    records = read_records(p)
+    records = read_records(p, max_bytes)
     if format is None and not records:
         return []
     module = _BY_NAME[format or _detect(p, records)]
@@ -91,6 +93,11 @@ def load(path: str | os.PathLike[str], format: str | None = None) -> list[Conver
             out.append(parse(rec.value, source))
         except DataFormatError as exc:
             raise rec.error(p, exc) from None
+        except UsageError as exc:  # e.g. a Conversation refusing duplicate message ids
+            raise rec.error(p, DataFormatError(str(exc))) from None
+        except RecursionError:
+            too_deep = DataFormatError("a value nested too deep to read (RecursionError)")
+            raise rec.error(p, too_deep) from None
     return out
 
 
@@ -101,9 +108,7 @@ def save(conversations: Iterable[Conversation], path: str | os.PathLike[str]) ->
     never sees half a file. `load` reads it back equal. Returns the path written.
     """
     p = Path(path)
-    lines = [
-        json.dumps(openai_jsonl.to_record(c), ensure_ascii=False) + "\n" for c in conversations
-    ]
+    lines = [openai_jsonl.json_line(openai_jsonl.to_record(c)) for c in conversations]
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent or ".")
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:

@@ -8,6 +8,7 @@ the reader that drove them adds the file and the 1-based line (JSONL) or 0-based
 from __future__ import annotations
 
 import json
+import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from ctxlab.errors import DataFormatError
 from ctxlab.messages import Message, ToolCall
 
 __all__ = [
+    "MAX_FILE_BYTES",
     "Record",
     "field",
     "optional",
@@ -25,6 +27,15 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+#: The default size limit of a file `read_records` reads (1 GiB): whole files are read into
+#: memory, so a bigger one is refused before a byte is read.
+MAX_FILE_BYTES = 1 << 30
+
+_TOO_DEEP = (
+    "JSON nested deeper than Python can parse (RecursionError); no conversation format nests "
+    "this deep: check what wrote the file"
+)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -61,20 +72,21 @@ def _decode(path: Path, data: bytes) -> str:
         ) from None
 
 
-def read_records(path: Path) -> list[Record]:
+def read_records(path: Path, max_bytes: int = MAX_FILE_BYTES) -> list[Record]:
     """Parse a JSON file (one value or a list of values) or a JSONL file into records.
 
     ``.jsonl`` files are read line by line. Other files are read as one JSON document, and
     as JSONL when that fails only because a second value follows the first.
 
+    Args:
+        path: a regular file (FIFOs, devices and directories are refused unread).
+        max_bytes: files larger than this are refused unread.
+
     Raises:
-        DataFormatError: unreadable, empty, not UTF-8 or not JSON (with the line).
+        DataFormatError: unreadable, not a regular file, too large, empty, not UTF-8, not
+            JSON or nested too deep (with the line).
     """
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DataFormatError(f"cannot read the file: {exc.strerror}", path=path) from None
-    text = _decode(path, data)
+    text = _decode(path, _read_bytes(path, max_bytes))
     if not text.strip():
         raise DataFormatError(
             "the file is empty; expected JSON or JSONL conversations", path=path, line=1
@@ -87,13 +99,42 @@ def read_records(path: Path) -> list[Record]:
         if exc.msg == "Extra data" and exc.lineno > 1:
             return _jsonl(path, text)
         raise DataFormatError(f"malformed JSON: {exc.msg}", path=path, line=exc.lineno) from None
+    except RecursionError:
+        raise DataFormatError(_TOO_DEEP, path=path) from None
     values = value if isinstance(value, list) else [value]
     return [Record(value=v, index=i) for i, v in enumerate(values)]
 
 
+def _read_bytes(path: Path, max_bytes: int) -> bytes:
+    """The file's bytes, after checking (without opening it) that it is a regular file."""
+    try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise DataFormatError(
+                "not a regular file (a FIFO, device or directory); copy the data to a file "
+                "and load that",
+                path=path,
+            )
+        if info.st_size > max_bytes:
+            raise DataFormatError(
+                f"the file has {info.st_size} bytes, more than the limit of {max_bytes}; "
+                "split it, or pass a larger max_bytes= to load()",
+                path=path,
+            )
+        with path.open("rb") as fh:
+            data = fh.read(max_bytes + 1)
+    except OSError as exc:
+        raise DataFormatError(f"cannot read the file: {exc.strerror}", path=path) from None
+    if len(data) > max_bytes:  # it grew since stat()
+        raise DataFormatError(f"the file is larger than the limit of {max_bytes} bytes", path=path)
+    return data
+
+
 def _jsonl(path: Path, text: str) -> list[Record]:
     records: list[Record] = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # Lines end at "\n" only: str.splitlines() would also split inside JSON strings holding
+    # U+2028, U+2029 or U+0085, which JSON allows unescaped.
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -102,6 +143,8 @@ def _jsonl(path: Path, text: str) -> list[Record]:
             raise DataFormatError(
                 f"malformed JSON line: {exc.msg} (column {exc.colno})", path=path, line=number
             ) from None
+        except RecursionError:
+            raise DataFormatError(_TOO_DEEP, path=path, line=number) from None
         records.append(Record(value=value, index=len(records), line=number))
     return records
 
@@ -156,23 +199,26 @@ def pair_tool_calls(messages: Sequence[Message], where: str) -> tuple[list[Messa
     Raises:
         DataFormatError: a tool result without a call id, or answering no earlier call.
     """
-    current: dict[str, str] = {}  # id as written -> id of the newest call carrying it
+    # id as written -> ids of the newest message's calls carrying it not yet answered
+    current: dict[str, list[str]] = {}
     used: set[str] = set()
     out: list[Message] = []
     renamed = 0
     for i, m in enumerate(messages):
         if m.tool_calls:
-            calls = []
+            calls: list[ToolCall] = []
+            fresh: dict[str, list[str]] = {}
             for call in m.tool_calls:
                 new = _unique(call.id, used)
                 renamed += new != call.id
                 used.add(new)
-                current[call.id] = new
+                fresh.setdefault(call.id, []).append(new)
                 calls.append(
                     call
                     if new == call.id
                     else ToolCall(id=new, name=call.name, arguments=call.arguments)
                 )
+            current.update(fresh)
             m = m.replace(tool_calls=tuple(calls)) if calls != list(m.tool_calls) else m
         if m.role == "tool":
             m = _answer(m, current, f"{where}[{i}]")
@@ -189,15 +235,16 @@ def _unique(call_id: str, used: set[str]) -> str:
     return f"{call_id}_dup{n}"
 
 
-def _answer(m: Message, current: dict[str, str], where: str) -> Message:
+def _answer(m: Message, current: dict[str, list[str]], where: str) -> Message:
     if not m.tool_call_id:
         raise DataFormatError(f"{where}: tool result without a tool_call_id")
-    target = current.get(m.tool_call_id)
-    if target is None:
+    pending = current.get(m.tool_call_id)
+    if not pending:
         raise DataFormatError(
             f"{where}: tool result for call {m.tool_call_id!r}, but no earlier assistant "
             "message made that call"
         )
+    target = pending.pop(0) if len(pending) > 1 else pending[0]
     return m if target == m.tool_call_id else m.replace(tool_call_id=target)
 
 

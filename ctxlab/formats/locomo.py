@@ -23,6 +23,7 @@ normalised ids, and questions without evidence, so nothing is dropped silently.
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime
 from typing import Any
@@ -153,6 +154,8 @@ def _questions(qa: list[Any], ids: set[str]) -> tuple[list[dict[str, Any]], dict
 def _answer(value: Any, where: str) -> str | None:
     if value is None or isinstance(value, str):
         return value
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # NaN: how table exports write a missing answer; never the gold "nan"
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
     raise DataFormatError(f"{where}: expected a string or a number")

@@ -13,6 +13,7 @@ a ``source`` its dataset is the file stem.
 
 from __future__ import annotations
 
+import json
 from pathlib import PurePath
 from typing import Any
 
@@ -20,7 +21,7 @@ from ctxlab.formats._common import field, optional, pair_tool_calls
 from ctxlab.formats.openai_chat import from_openai, to_openai
 from ctxlab.messages import Conversation, Source, thaw
 
-__all__ = ["NAME", "matches", "parse", "to_record"]
+__all__ = ["NAME", "json_line", "matches", "parse", "to_record"]
 
 NAME = "openai_jsonl"
 
@@ -63,3 +64,13 @@ def to_record(conv: Conversation) -> dict[str, Any]:
         "metadata": thaw(conv.annotations),
         "messages": to_openai(conv.messages, extras=True),
     }
+
+
+# Characters JSON leaves unescaped that some line readers (Python's str.splitlines among them)
+# take for line ends: escaped, so a line written here is one line to every reader.
+_LINE_BREAKS = str.maketrans({"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"})
+
+
+def json_line(record: Any) -> str:
+    """One JSONL line (with its newline), non-ASCII kept except line-separator characters."""
+    return json.dumps(record, ensure_ascii=False).translate(_LINE_BREAKS) + "\n"

@@ -129,11 +129,27 @@ def plan_turn(
     now, taken = _now(), {m.id for m in stored}
     wanted = _fresh(systems[-1], taken, now) if systems else system
     effective, new_system, turns = split_system(stored, wanted)
+    _check_tool_results(rest, turns)
     fresh = tuple(_fresh(m, taken, now) for m in rest)
     head = (effective,) if effective is not None else ()
     conversation = Conversation(id=session_id, messages=(*head, *turns, *fresh))
     pruned = strategy.prune(conversation, budget, counter)
     return Plan(new=fresh, new_system=new_system, pruned=pruned)
+
+
+def _check_tool_results(new: Sequence[Message], turns: Sequence[Message]) -> None:
+    """Every new tool result must answer a tool call of the session (stored or new)."""
+    if not any(m.role == "tool" for m in new):
+        return
+    calls = {c.id for m in turns for c in m.tool_calls}
+    for i, m in enumerate(new):
+        calls.update(c.id for c in m.tool_calls)
+        if m.role == "tool" and m.tool_call_id not in calls:
+            raise UsageError(
+                f"new message {i} is a tool result for call {m.tool_call_id!r}, but no "
+                "assistant message of this session made that call; send results only for the "
+                "calls of the session's latest reply"
+            )
 
 
 def _as_messages(new: NewMessages) -> list[Message]:

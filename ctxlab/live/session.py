@@ -141,7 +141,7 @@ class Session:
     async def aturn(self, new: NewMessages, **params: Any) -> Turn:
         """Asynchronous `turn`."""
         async with self._aexclusive(), ahold_session(self.store, self.key) as held:
-            plan = self._plan(new, held.history)
+            plan = await self._aplan(new, held.history)
             completion = await self.provider.acomplete(plan.pruned.messages, **self._call(params))
             return await self._acommit(held, plan, completion)
 
@@ -160,7 +160,7 @@ class Session:
     async def astream_turn(self, new: NewMessages, **params: Any) -> AsyncIterator[str | Turn]:
         """Asynchronous `stream_turn`."""
         async with self._aexclusive(), ahold_session(self.store, self.key) as held:
-            plan = self._plan(new, held.history)
+            plan = await self._aplan(new, held.history)
             final: Completion | None = None
             async for event in self.provider.astream(plan.pruned.messages, **self._call(params)):
                 if isinstance(event, TextDelta):
@@ -238,6 +238,12 @@ class Session:
             session_id=self.key.id,
         )
 
+    async def _aplan(self, new: NewMessages, stored: Sequence[Message]) -> Plan:
+        # Counting a huge message takes seconds: never on the event loop.
+        if _chars(new) > _LARGE_TEXT:
+            return await asyncio.to_thread(self._plan, new, stored)
+        return self._plan(new, stored)
+
     def _export(self, stored: Sequence[Message]) -> Conversation:
         return Conversation(
             id=self.key.id,
@@ -263,7 +269,10 @@ class Session:
         return self._done(plan, turn)
 
     async def _acommit(self, held: HeldSession, plan: Plan, completion: Completion) -> Turn:
-        turn = plan.finish(completion, self.counter)
+        if len(completion.text) > _LARGE_TEXT:
+            turn = await asyncio.to_thread(plan.finish, completion, self.counter)
+        else:
+            turn = plan.finish(completion, self.counter)
         await held.acommit(turn.stored, system=plan.new_system)
         return self._done(plan, turn)
 
@@ -304,6 +313,17 @@ class Session:
             yield
         finally:
             self._in_turn.discard(who)
+
+
+#: Characters of text beyond which async turns count tokens in a worker thread.
+_LARGE_TEXT = 64 * 1024
+
+
+def _chars(new: NewMessages) -> int:
+    if isinstance(new, str):
+        return len(new)
+    messages = [new] if isinstance(new, Message) else new
+    return sum(len(m.text) for m in messages if isinstance(m, Message))
 
 
 def _provider(value: Provider | str) -> Provider:

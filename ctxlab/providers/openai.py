@@ -28,20 +28,44 @@ from ctxlab.usage import Usage
 __all__ = ["OpenAIProvider", "openai_usage"]
 
 
-def openai_usage(raw: Mapping[str, Any] | None) -> Usage:
-    """Normalise an OpenAI ``usage`` object (empty `Usage` when there is none)."""
+def openai_usage(raw: Any) -> Usage:
+    """Normalise an OpenAI ``usage`` object (empty `Usage` when there is none).
+
+    Raises:
+        ProviderResponseError: ``usage`` is not an object, or a count is not a non-negative
+            integer (a reply billed with such counts cannot be accounted for).
+    """
     if not raw:
         return Usage()
-    prompt = int(raw.get("prompt_tokens") or 0)
+    if not isinstance(raw, Mapping):
+        raise ProviderResponseError(f"reply usage is not an object: {json.dumps(raw)[:200]}")
     details = raw.get("prompt_tokens_details") or {}
-    cached = int(details.get("cached_tokens") or 0)
+    if not isinstance(details, Mapping):
+        raise ProviderResponseError("reply usage.prompt_tokens_details is not an object")
+    prompt = _count(raw, "prompt_tokens")
+    cached = _count(details, "cached_tokens")
+    if cached > prompt:
+        raise ProviderResponseError(
+            f"reply usage has {cached} cached of only {prompt} prompt tokens"
+        )
     return Usage(
         input_tokens=prompt - cached,
         cached_input_tokens=cached,
-        output_tokens=int(raw.get("completion_tokens") or 0),
+        output_tokens=_count(raw, "completion_tokens"),
         requests=1,
         raw=FrozenDict(raw),
     )
+
+
+def _count(raw: Mapping[str, Any], name: str) -> int:
+    value = raw.get(name) or 0
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ProviderResponseError(
+            f"reply usage.{name} must be a non-negative integer, got {json.dumps(value)[:100]}"
+        )
+    return value
 
 
 class OpenAIProvider(RemoteProvider):

@@ -9,10 +9,12 @@ Endpoints (all but ``/healthz`` and ``/metrics`` need ``Authorization: Bearer <k
     DELETE /v1/sessions/{id}            forget a session
     GET    /v1/sessions/{id}/export     the session as OpenAI chat JSONL (``ctxlab.load`` reads it)
     GET    /healthz                     liveness, no key needed
-    GET    /metrics                     Prometheus text format
+    GET    /metrics                     Prometheus text format (needs ``server.metrics_key``
+                                        as a bearer key when that is set)
 
 Sessions are keyed by (key name, session id): whatever id a client sends, it only ever
-reaches its own key's sessions.
+reaches its own key's sessions. Every error, including one nothing expected, is answered as
+OpenAI-style JSON (`_JSONErrors`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 import os
 import re
 from collections.abc import AsyncIterator
@@ -31,18 +34,21 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from ctxlab.errors import CtxlabError
-from ctxlab.formats.openai_jsonl import to_record
-from ctxlab.live.proxy.auth import ClientKey
-from ctxlab.live.proxy.chat import Exchange, chat_completion, finish
+from ctxlab.formats.openai_jsonl import json_line, to_record
+from ctxlab.live.proxy.auth import ClientKey, bearer_matches
+from ctxlab.live.proxy.chat import Exchange, chat_completion, failure_of, finish
 from ctxlab.live.proxy.config import ProxyConfig, load_config
-from ctxlab.live.proxy.errors import ProxyHTTPError, error_body
+from ctxlab.live.proxy.errors import ProxyHTTPError, error_body, from_exception, is_backend_down
+from ctxlab.live.proxy.intake import read_body
 from ctxlab.live.proxy.state import ProxyState
-from ctxlab.live.proxy.wire import ChatRequest, messages_body
+from ctxlab.live.proxy.wire import messages_body
 from ctxlab.live.session import Session
 from ctxlab.live.stores import SessionKey
 from ctxlab.messages import Source
 
 __all__ = ["create_app"]
+
+logger = logging.getLogger("ctxlab.live.proxy")
 
 # Printable ASCII without spaces or slashes: safe in URLs, logs and store keys.
 _SESSION_ID = re.compile(r"[A-Za-z0-9._:@~+=-]{1,200}")
@@ -65,6 +71,7 @@ def create_app(config: ProxyConfig | str | os.PathLike[str], **state_options: An
 
     app = FastAPI(title="ctxlab proxy", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.proxy = state
+    app.add_middleware(_JSONErrors)
     _install_errors(app)
     _install_routes(app, state)
     return app
@@ -106,34 +113,6 @@ def _session_id(value: str | None) -> str | None:
     return value
 
 
-async def _body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _too_large(limit: int) -> ProxyHTTPError:
-    return ProxyHTTPError(
-        413, f"request body larger than {limit} bytes (server.max_request_bytes)", code="too_large"
-    )
-
-
-def _decode(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ProxyHTTPError(
-            400, f"request body is not valid JSON: {exc}", code="invalid_json"
-        ) from exc
-
-
 def _install_routes(app: FastAPI, state: ProxyState) -> None:
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
@@ -141,12 +120,14 @@ def _install_routes(app: FastAPI, state: ProxyState) -> None:
         try:
             ex.client = _client(state, request)
             ex.session = _session_id(request.headers.get("x-session-id"))
-            data = _decode(await _body(request, state.config.server.max_request_bytes))
-            response = await chat_completion(state, ex, ChatRequest.parse(data))
-        except ProxyHTTPError as exc:
-            ex.status, ex.error = exc.status, ex.error or exc.code or exc.type
+            server = state.config.server
+            body = await read_body(request, server.max_request_bytes, server.read_timeout)
+            response = await chat_completion(state, ex, body)
+        except Exception as exc:  # answered as JSON, logged and counted like any request
+            failure = exc if isinstance(exc, ProxyHTTPError) else failure_of(state, ex, exc)
+            ex.status, ex.error = failure.status, ex.error or failure.code or failure.type
             state.spawn(finish(state, ex))
-            return exc.response()
+            return failure.response()
         if not ex.stream:  # a stream finishes its own accounting when it ends
             state.spawn(finish(state, ex))
         return response
@@ -204,7 +185,7 @@ def _install_routes(app: FastAPI, state: ProxyState) -> None:
             raise _unknown_session(session_id)
         # The store URL names a path on this server: clients get the dataset name only.
         conversation = dataclasses.replace(conversation, source=Source(dataset="proxy"))
-        line = json.dumps(to_record(conversation), ensure_ascii=False) + "\n"
+        line = json_line(to_record(conversation))
         return Response(
             line.encode(),
             media_type="application/x-ndjson",
@@ -216,7 +197,15 @@ def _install_routes(app: FastAPI, state: ProxyState) -> None:
         return _json({"status": "ok"})
 
     @app.get("/metrics")
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
+        digest = state.metrics_key
+        if digest is not None and not bearer_matches(request.headers.get("authorization"), digest):
+            raise ProxyHTTPError(
+                401,
+                "GET /metrics needs the metrics key (server.metrics_key) as a bearer key",
+                code="invalid_api_key",
+                headers={"www-authenticate": "Bearer"},
+            )
         return Response(state.metrics.render(), media_type=state.metrics.content_type)
 
 
@@ -252,6 +241,32 @@ def _install_errors(app: FastAPI) -> None:
 
     @app.exception_handler(CtxlabError)
     async def ctxlab_error(_: Request, exc: CtxlabError) -> Response:
-        from ctxlab.live.proxy.errors import from_exception
-
         return from_exception(exc).response()
+
+
+class _JSONErrors:
+    """ASGI middleware: an exception no handler took becomes a JSON error, not a text 500.
+
+    Redis being down becomes a 503 (see `from_exception`); anything else a 500 that names
+    only the exception's type, logged once with its traceback.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        started = False
+
+        async def tracked(message: Any) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as exc:
+            if scope["type"] != "http" or started:
+                raise
+            if not is_backend_down(exc):
+                logger.error("unexpected error serving %s", scope.get("path"), exc_info=exc)
+            await from_exception(exc).response()(scope, receive, send)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from ctxlab.errors import ConfigurationError
 from ctxlab.live.proxy.config import KeyConfig
 
-__all__ = ["ClientKey", "KeyRing", "resolve_secret"]
+__all__ = ["ClientKey", "KeyRing", "bearer_matches", "key_digest", "resolve_secret"]
 
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 
@@ -53,7 +53,8 @@ def resolve_secret(spec: str, where: str) -> str:
     return value
 
 
-def _digest(spec: str, where: str) -> bytes:
+def key_digest(spec: str, where: str) -> bytes:
+    """The sha256 digest of the key an ``env:``/``sha256:`` spec names."""
     if spec.startswith("sha256:"):
         hexdigest = spec[len("sha256:") :]
         if not _HEX64.fullmatch(hexdigest):
@@ -73,7 +74,7 @@ class KeyRing:
 
     def __init__(self, keys: Sequence[KeyConfig]) -> None:
         self.keys = tuple(
-            ClientKey(config=k, digest=_digest(k.key, f"keys[{i}].key ({k.name})"))
+            ClientKey(config=k, digest=key_digest(k.key, f"keys[{i}].key ({k.name})"))
             for i, k in enumerate(keys)
         )
         digests = [k.digest for k in self.keys]
@@ -103,3 +104,10 @@ def _bearer(header: str | None) -> str | None:
     scheme, _, token = header.strip().partition(" ")
     token = token.strip()
     return token if scheme.lower() == "bearer" and token else None
+
+
+def bearer_matches(authorization: str | None, digest: bytes) -> bool:
+    """True when the ``Authorization: Bearer <key>`` header carries the key of `digest`."""
+    token = _bearer(authorization)
+    presented = hashlib.sha256((token or "").encode()).digest()
+    return token is not None and hmac.compare_digest(presented, digest)

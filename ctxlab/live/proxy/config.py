@@ -7,6 +7,10 @@ The file, with every optional field shown at its default::
     port = 8080
     store = "sqlite:///ctxlab-proxy.db"     # or "memory", or "redis://127.0.0.1:6379/0"
     max_request_bytes = 4194304             # larger request bodies get 413
+    read_timeout = 30.0                     # seconds to receive a request body, else 408
+    max_reply_bytes = 4194304               # a larger upstream reply or stream gets 502
+    default_max_tokens = 4096               # output cap reserved (and sent) under usd_per_day
+    metrics_key = "env:METRICS_KEY"         # optional: GET /metrics then needs this bearer key
     debug = false                           # log message content (never keys)
 
     [[keys]]
@@ -21,8 +25,10 @@ The file, with every optional field shown at its default::
     provider = "openai-compatible"          # or "openai", "anthropic"
     base_url = "http://127.0.0.1:8765/v1"
     api_key = "env:UPSTREAM_KEY"            # optional
-    timeout = 600.0                         # seconds per upstream attempt
+    timeout = 600.0                         # seconds for the whole request, streams included
     max_retries = 2
+    input_usd_per_mtok = 0.15               # optional prices (both or neither), USD per
+    output_usd_per_mtok = 0.60              #   million tokens; else the price table's
     models = []                             # listed by GET /v1/models
 
     [memory]
@@ -73,6 +79,10 @@ class ServerConfig:
     port: int = 8080
     store: str = "sqlite:///ctxlab-proxy.db"
     max_request_bytes: int = 4 * 1024 * 1024
+    read_timeout: float = 30.0
+    max_reply_bytes: int = 4 * 1024 * 1024
+    default_max_tokens: int = 4096
+    metrics_key: str | None = None
     debug: bool = False
 
 
@@ -98,6 +108,8 @@ class RouteConfig:
     timeout: float = 600.0
     max_retries: int = 2
     models: tuple[str, ...] = ()
+    input_usd_per_mtok: float | None = None
+    output_usd_per_mtok: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -158,7 +170,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> ProxyC
 
 
 def _server(r: _Reader, t: Mapping[str, Any]) -> ServerConfig:
-    r.only(t, "server", {"host", "port", "store", "max_request_bytes", "debug"})
+    r.only(t, "server", set(_SERVER_FIELDS))
     d = ServerConfig()
     port = r.integer(t, "server", "port", d.port, minimum=0)
     if port > 65535:
@@ -168,19 +180,31 @@ def _server(r: _Reader, t: Mapping[str, Any]) -> ServerConfig:
         port=port,
         store=r.string(t, "server", "store", d.store),
         max_request_bytes=r.integer(t, "server", "max_request_bytes", d.max_request_bytes),
+        read_timeout=r.number(t, "server", "read_timeout", d.read_timeout),
+        max_reply_bytes=r.integer(t, "server", "max_reply_bytes", d.max_reply_bytes),
+        default_max_tokens=r.integer(t, "server", "default_max_tokens", d.default_max_tokens),
+        metrics_key=_secret(r, t, "server", "metrics_key"),
         debug=r.boolean(t, "server", "debug", d.debug),
     )
 
 
-def _key(r: _Reader, t: Mapping[str, Any], where: str) -> KeyConfig:
-    r.only(t, where, {"name", "key", "requests_per_minute", "tokens_per_minute", "usd_per_day"})
-    secret = r.string(t, where, "key")
-    if not secret.startswith(("env:", "sha256:")):
+_SERVER_FIELDS = ServerConfig.__slots__
+
+
+def _secret(r: _Reader, t: Mapping[str, Any], where: str, name: str, *default: Any) -> Any:
+    secret = r.string(t, where, name, *(default or (None,)))
+    if secret is not None and not secret.startswith(("env:", "sha256:")):
         r.fail(
-            f"{where}.key",
+            f"{where}.{name}",
             "must be 'env:VARIABLE' or 'sha256:<hex digest>'; a plaintext key is never "
             "accepted in the file (compute the digest with: printf %s KEY | sha256sum)",
         )
+    return secret
+
+
+def _key(r: _Reader, t: Mapping[str, Any], where: str) -> KeyConfig:
+    r.only(t, where, {"name", "key", "requests_per_minute", "tokens_per_minute", "usd_per_day"})
+    secret = _secret(r, t, where, "key", *())
     return KeyConfig(
         name=r.string(t, where, "name"),
         key=secret,
@@ -191,8 +215,7 @@ def _key(r: _Reader, t: Mapping[str, Any], where: str) -> KeyConfig:
 
 
 def _route(r: _Reader, t: Mapping[str, Any], where: str) -> RouteConfig:
-    allowed = {"prefix", "provider", "base_url", "api_key", "timeout", "max_retries", "models"}
-    r.only(t, where, allowed)
+    r.only(t, where, set(RouteConfig.__slots__))
     provider = r.string(t, where, "provider")
     if provider not in PROVIDERS:
         r.fail(f"{where}.provider", f"must be one of {', '.join(PROVIDERS)}, got {provider!r}")
@@ -213,7 +236,16 @@ def _route(r: _Reader, t: Mapping[str, Any], where: str) -> RouteConfig:
         timeout=r.number(t, where, "timeout", 600.0),
         max_retries=r.integer(t, where, "max_retries", 2, minimum=0),
         models=tuple(models),
+        **_prices(r, t, where),
     )
+
+
+def _prices(r: _Reader, t: Mapping[str, Any], where: str) -> dict[str, float | None]:
+    names = ("input_usd_per_mtok", "output_usd_per_mtok")
+    given = {n: r.number(t, where, n, None, zero=True) for n in names}
+    if (given[names[0]] is None) != (given[names[1]] is None):
+        r.fail(f"{where}.{names[0]}", f"and {names[1]} go together: give both or neither")
+    return given
 
 
 def _memory(r: _Reader, t: Mapping[str, Any]) -> MemoryConfig:
@@ -289,14 +321,17 @@ class _Reader:
             self.fail(f"{where}.{name}", f"must be {what}, got {value}")
         return value
 
-    def number(self, t: Mapping[str, Any], where: str, name: str, *default: Any) -> Any:
+    def number(
+        self, t: Mapping[str, Any], where: str, name: str, *default: Any, zero: bool = False
+    ) -> Any:
         value = self._get(t, where, name, default)
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             self.fail(f"{where}.{name}", f"must be a number, got {value!r}")
-        if not math.isfinite(value) or value <= 0:
-            self.fail(f"{where}.{name}", f"must be a positive number, got {value}")
+        if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+            what = "a number >= 0" if zero else "a positive number"
+            self.fail(f"{where}.{name}", f"must be {what}, got {value}")
         return float(value)
 
     def _get(self, t: Mapping[str, Any], where: str, name: str, default: tuple[Any, ...]) -> Any:

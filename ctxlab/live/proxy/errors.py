@@ -7,6 +7,7 @@ usual exceptions::
 
 Upstream faults, after the adapter's own retries: an upstream 5xx becomes 502, a timeout 504,
 a connection failure or unreadable reply 502, and an upstream 4xx keeps its status and message.
+A store or limits backend that cannot be reached (Redis down) gives 503.
 """
 
 from __future__ import annotations
@@ -27,7 +28,14 @@ from ctxlab.errors import (
 )
 from ctxlab.live.stores import SessionBusyError
 
-__all__ = ["ProxyHTTPError", "error_body", "from_exception", "is_timeout"]
+__all__ = [
+    "ProxyHTTPError",
+    "deadline_exceeded",
+    "error_body",
+    "from_exception",
+    "is_backend_down",
+    "is_timeout",
+]
 
 
 class ProxyHTTPError(CtxlabError):
@@ -111,10 +119,45 @@ def is_timeout(exc: BaseException) -> bool:
     return False
 
 
+def deadline_exceeded(seconds: float) -> ProxyHTTPError:
+    """The 504 for a request that outlived its route's ``timeout``."""
+    return ProxyHTTPError(
+        504,
+        f"upstream timed out: no complete reply within the route's timeout of {seconds:g} s "
+        "(the whole request, streams included)",
+        type="api_error",
+        code="timeout",
+    )
+
+
+def is_backend_down(exc: BaseException) -> bool:
+    """True when `exc` (or its cause) is a Redis connection or timeout error."""
+    current: BaseException | None = exc
+    for _ in range(8):
+        if current is None:
+            return False
+        kind = type(current)
+        if kind.__module__.startswith("redis") and any(
+            c.__name__ in ("ConnectionError", "TimeoutError", "BusyLoadingError")
+            for c in kind.__mro__
+        ):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def from_exception(exc: BaseException) -> ProxyHTTPError:
     """The response status and body for an error raised while serving a request."""
     if isinstance(exc, ProxyHTTPError):
         return exc
+    if is_backend_down(exc):
+        return ProxyHTTPError(
+            503,
+            "the proxy's store is unreachable (Redis down?); retry shortly",
+            type="api_error",
+            code="store_unavailable",
+            headers={"retry-after": "1"},
+        )
     if isinstance(exc, ProviderHTTPError):
         return _upstream_status(exc)
     if isinstance(exc, ProviderConnectionError) and is_timeout(exc):

@@ -1,30 +1,33 @@
 """Per-key limits: requests per minute, tokens per minute, dollars per UTC day.
 
 Requests and tokens are token buckets holding a minute's allowance, refilled continuously.
-`admit` checks all three limits and takes one request and the request's estimated tokens in
-one atomic step, so N concurrent requests against an allowance of n < N admit exactly n.
-After the reply, `settle` corrects the token bucket by the difference between the billed and
-the estimated tokens (the bucket may go into debt, which later requests wait out) and adds the
-cost to the day's spend. A request over the spend cap is refused until the UTC day rolls over;
-requests already admitted may finish and overshoot it by their own cost.
+`admit` checks all three limits and, when they pass, takes one request, the request's
+estimated tokens and its worst-case cost (prompt tokens + the reply limit, priced) in one
+atomic step: N concurrent requests against an allowance of n < N admit exactly n, and the
+requests admitted against a spend cap can never cost more than the cap together. After the
+reply, `settle` corrects the token bucket by the difference between billed and estimated
+tokens (the bucket may go into debt, which later requests wait out) and the day's spend by the
+difference between the real cost and the reservation. A request whose reservation does not fit
+under the cap is refused until the UTC day rolls over.
 
 `MemoryLimits` serves one process. `RedisLimits` keeps the same state in Redis, updated by Lua
 scripts (atomic on the server, timed by the server's clock), so several proxy instances on one
-Redis enforce one limit.
+Redis enforce one limit. `SQLiteLimits` (`ctxlab.live.proxy.limits_sqlite`) keeps it in the
+store's SQLite file, one transaction per step, so a restart does not reset a daily cap.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from ctxlab.errors import MissingDependencyError
 from ctxlab.live.proxy.config import KeyConfig
 
-__all__ = ["Limits", "MemoryLimits", "RedisLimits", "Verdict", "open_limits"]
+__all__ = ["Limits", "MemoryLimits", "RedisLimits", "Verdict", "decide", "open_limits"]
 
 _DAY = 86400.0
 
@@ -37,11 +40,13 @@ class Verdict:
         allowed: the request may go ahead (its request and tokens were taken).
         reason: for a refusal, the limit hit: ``requests``, ``tokens`` or ``spend``.
         retry_after: seconds until the request would be admitted.
+        day: the UTC day (days since the epoch) its reservation was charged to.
     """
 
     allowed: bool
     reason: str = ""
     retry_after: float = 0.0
+    day: int = 0
 
 
 ALLOWED = Verdict(allowed=True)
@@ -50,12 +55,16 @@ ALLOWED = Verdict(allowed=True)
 class Limits(Protocol):
     """Where the limit state lives."""
 
-    async def admit(self, key: KeyConfig, tokens: int) -> Verdict:
-        """Check every limit of `key` and, when all pass, take one request and `tokens`."""
+    async def check(self, key: KeyConfig) -> Verdict:
+        """Whether `key` could send a request now, taking nothing (before expensive work)."""
         ...
 
-    async def settle(self, key: KeyConfig, extra_tokens: int, cost_usd: float) -> None:
-        """Charge `extra_tokens` more (negative: give back) and add `cost_usd` to today's spend."""
+    async def admit(self, key: KeyConfig, tokens: int, reserve_usd: float = 0.0) -> Verdict:
+        """Check every limit of `key`; when all pass, take a request, `tokens`, `reserve_usd`."""
+        ...
+
+    async def settle(self, key: KeyConfig, extra_tokens: int, extra_usd: float, day: int) -> None:
+        """Charge `extra_tokens` and `extra_usd` more (negative: give back) on `day`'s spend."""
         ...
 
     async def aclose(self) -> None:
@@ -75,11 +84,57 @@ def seconds_to_midnight(now: float) -> float:
 
 
 @dataclass(kw_only=True)
-class _State:
+class Bucket:
+    """A key's request and token allowances and when they were last refilled."""
+
     requests: float
     tokens: float
     stamp: float
-    spend: dict[int, float] = field(default_factory=dict)
+
+
+def decide(
+    key: KeyConfig,
+    bucket: Bucket,
+    now: float,
+    spent: float,
+    tokens: int,
+    reserve: float,
+    wall: float | None = None,
+) -> Verdict:
+    """Refill `bucket` to `now`, then admit (taking from it) or refuse one request.
+
+    Args:
+        key: the key and its limits.
+        bucket: its allowances (changed in place).
+        now: the current time in seconds (the bucket's clock).
+        spent: today's spend including reservations, for the cap.
+        tokens: the request's estimated tokens.
+        reserve: its worst-case cost in USD.
+        wall: the wall-clock time (for the wait until midnight); `now` when None.
+    """
+    rpm = float(key.requests_per_minute or 0)
+    tpm = float(key.tokens_per_minute or 0)
+    elapsed = max(0.0, now - bucket.stamp)
+    bucket.requests = min(rpm, bucket.requests + elapsed * rpm / 60)
+    bucket.tokens = min(tpm, bucket.tokens + elapsed * tpm / 60)
+    bucket.stamp = now
+    cap = key.usd_per_day
+    if cap is not None and (spent >= cap or spent + reserve > cap):
+        midnight = seconds_to_midnight(now if wall is None else wall)
+        return Verdict(allowed=False, reason="spend", retry_after=midnight)
+    if rpm and bucket.requests < 1:
+        return Verdict(allowed=False, reason="requests", retry_after=_wait(1, bucket.requests, rpm))
+    need = min(tokens, tpm)
+    if tpm and bucket.tokens < need:
+        return Verdict(allowed=False, reason="tokens", retry_after=_wait(need, bucket.tokens, tpm))
+    bucket.requests -= 1 if rpm else 0
+    bucket.tokens -= tokens if tpm else 0
+    return ALLOWED
+
+
+def today() -> int:
+    """Days since the epoch, UTC."""
+    return int(time.time() // _DAY)
 
 
 class MemoryLimits:
@@ -87,72 +142,72 @@ class MemoryLimits:
 
     def __init__(self, clock: Any = time.monotonic, wall: Any = time.time) -> None:
         self._clock, self._wall = clock, wall
-        self._states: dict[str, _State] = {}
+        self._buckets: dict[str, Bucket] = {}
+        self._spend: dict[tuple[str, int], float] = {}
 
-    async def admit(self, key: KeyConfig, tokens: int) -> Verdict:
+    async def check(self, key: KeyConfig) -> Verdict:
+        """See `Limits.check`."""
+        return await self.admit(key, 0, 0.0, take=False)
+
+    async def admit(
+        self, key: KeyConfig, tokens: int, reserve_usd: float = 0.0, *, take: bool = True
+    ) -> Verdict:
         """See `Limits.admit`."""
         if not has_limits(key):
             return ALLOWED
-        state, now = self._refilled(key), self._wall()
-        cap = key.usd_per_day
-        if cap is not None and state.spend.get(int(now // _DAY), 0.0) >= cap:
-            return Verdict(allowed=False, reason="spend", retry_after=seconds_to_midnight(now))
-        rpm, tpm = key.requests_per_minute, key.tokens_per_minute
-        if rpm is not None and state.requests < 1:
-            return Verdict(
-                allowed=False, reason="requests", retry_after=_wait(1, state.requests, rpm)
-            )
-        need = min(tokens, tpm) if tpm is not None else 0
-        if tpm is not None and state.tokens < need:
-            return Verdict(
-                allowed=False, reason="tokens", retry_after=_wait(need, state.tokens, tpm)
-            )
-        state.requests -= 1
-        state.tokens -= tokens
-        return ALLOWED
+        wall = self._wall()
+        day = int(wall // _DAY)
+        bucket = self._bucket(key)
+        trial = bucket if take else Bucket(**vars(bucket))
+        spent = self._spent(key, day)
+        verdict = decide(key, trial, self._clock(), spent, tokens, reserve_usd, wall)
+        if verdict.allowed and take and key.usd_per_day is not None:
+            self._spend = {k: v for k, v in self._spend.items() if k[1] >= day - 1}
+            self._spend[key.name, day] = self._spent(key, day) + reserve_usd
+        return Verdict(allowed=True, day=day) if verdict.allowed else verdict
 
-    async def settle(self, key: KeyConfig, extra_tokens: int, cost_usd: float) -> None:
+    async def settle(self, key: KeyConfig, extra_tokens: int, extra_usd: float, day: int) -> None:
         """See `Limits.settle`."""
         if not has_limits(key):
             return
-        state = self._refilled(key)
+        bucket = self._bucket(key)
         if key.tokens_per_minute is not None:
-            state.tokens = min(float(key.tokens_per_minute), state.tokens - extra_tokens)
-        if key.usd_per_day is not None and math.isfinite(cost_usd):
-            day = int(self._wall() // _DAY)
-            state.spend = {day: state.spend.get(day, 0.0) + cost_usd}
+            bucket.tokens = min(float(key.tokens_per_minute), bucket.tokens - extra_tokens)
+        if key.usd_per_day is not None and math.isfinite(extra_usd):
+            self._spend[key.name, day] = self._spent(key, day) + extra_usd
 
     async def aclose(self) -> None:
         """Nothing to release."""
 
-    def _refilled(self, key: KeyConfig) -> _State:
-        now = self._clock()
-        rpm = float(key.requests_per_minute or 0)
-        tpm = float(key.tokens_per_minute or 0)
-        state = self._states.get(key.name)
-        if state is None:
-            state = self._states[key.name] = _State(requests=rpm, tokens=tpm, stamp=now)
-        elapsed = max(0.0, now - state.stamp)
-        state.requests = min(rpm, state.requests + elapsed * rpm / 60)
-        state.tokens = min(tpm, state.tokens + elapsed * tpm / 60)
-        state.stamp = now
-        return state
+    def _spent(self, key: KeyConfig, day: int) -> float:
+        return self._spend.get((key.name, day), 0.0)
+
+    def _bucket(self, key: KeyConfig) -> Bucket:
+        found = self._buckets.get(key.name)
+        if found is None:
+            rpm, tpm = float(key.requests_per_minute or 0), float(key.tokens_per_minute or 0)
+            found = self._buckets[key.name] = Bucket(requests=rpm, tokens=tpm, stamp=self._clock())
+        return found
 
 
-def _wait(need: float, level: float, per_minute: int) -> float:
+def _wait(need: float, level: float, per_minute: float) -> float:
     return max(0.0, (need - level) * 60.0 / per_minute)
 
 
-# KEYS: bucket hash, spend counter. ARGV: rpm, tpm, usd cap, tokens, seconds to midnight
-# (0 for "no limit"). Returns {allowed, retry-after in ms, reason}.
+# KEYS: bucket hash, spend counter. ARGV: rpm, tpm, usd cap, tokens, seconds to midnight,
+# reservation in USD, take (1) or only check (0); 0 means "no limit". Returns {allowed,
+# retry-after in ms, reason}.
 _ADMIT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local rpm, tpm, cap = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local tokens = tonumber(ARGV[4])
+local tokens, reserve, take = tonumber(ARGV[4]), tonumber(ARGV[6]), ARGV[7] == '1'
+local spent = 0
 if cap > 0 then
-  local spent = tonumber(redis.call('GET', KEYS[2]) or '0')
-  if spent >= cap then return {0, math.ceil(tonumber(ARGV[5]) * 1000), 'spend'} end
+  spent = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if spent >= cap or spent + reserve > cap then
+    return {0, math.ceil(tonumber(ARGV[5]) * 1000), 'spend'}
+  end
 end
 local b = redis.call('HMGET', KEYS[1], 'r', 't', 's')
 local r, tk, s = tonumber(b[1]) or rpm, tonumber(b[2]) or tpm, tonumber(b[3]) or now
@@ -160,22 +215,25 @@ local dt = math.max(0, now - s)
 r = math.min(rpm, r + dt * rpm / 60)
 tk = math.min(tpm, tk + dt * tpm / 60)
 if rpm > 0 and r < 1 then
-  redis.call('HSET', KEYS[1], 'r', tostring(r), 't', tostring(tk), 's', tostring(now))
   return {0, math.ceil((1 - r) * 60000 / rpm), 'requests'}
 end
 local need = math.min(tokens, tpm)
 if tpm > 0 and tk < need then
-  redis.call('HSET', KEYS[1], 'r', tostring(r), 't', tostring(tk), 's', tostring(now))
   return {0, math.ceil((need - tk) * 60000 / tpm), 'tokens'}
 end
+if not take then return {1, 0, ''} end
 if rpm > 0 then r = r - 1 end
 if tpm > 0 then tk = tk - tokens end
 redis.call('HSET', KEYS[1], 'r', tostring(r), 't', tostring(tk), 's', tostring(now))
 redis.call('EXPIRE', KEYS[1], 120)
+if cap > 0 and reserve > 0 then
+  redis.call('INCRBYFLOAT', KEYS[2], ARGV[6])
+  redis.call('EXPIRE', KEYS[2], 172800)
+end
 return {1, 0, ''}
 """
 
-# KEYS: bucket hash, spend counter. ARGV: tpm, extra tokens, cost (or ''), expiry seconds.
+# KEYS: bucket hash, spend counter. ARGV: tpm, extra tokens, extra cost (or ''), expiry seconds.
 _SETTLE = """
 local tpm = tonumber(ARGV[1])
 if tpm > 0 then
@@ -207,33 +265,43 @@ class RedisLimits:
         self._admit = self._client.register_script(_ADMIT)
         self._settle = self._client.register_script(_SETTLE)
 
-    def _keys(self, key: KeyConfig) -> list[str]:
-        name, day = quote(key.name, safe=""), int(time.time() // _DAY)
+    def _keys(self, key: KeyConfig, day: int) -> list[str]:
+        name = quote(key.name, safe="")
         return [f"{self.prefix}:limits:{name}", f"{self.prefix}:spend:{name}:{day}"]
 
-    async def admit(self, key: KeyConfig, tokens: int) -> Verdict:
+    async def check(self, key: KeyConfig) -> Verdict:
+        """See `Limits.check`."""
+        return await self.admit(key, 0, 0.0, take=False)
+
+    async def admit(
+        self, key: KeyConfig, tokens: int, reserve_usd: float = 0.0, *, take: bool = True
+    ) -> Verdict:
         """See `Limits.admit`."""
         if not has_limits(key):
             return ALLOWED
+        day = today()
         args: list[str | int] = [
             key.requests_per_minute or 0,
             key.tokens_per_minute or 0,
             repr(key.usd_per_day or 0.0),
             tokens,
             repr(seconds_to_midnight(time.time())),
+            repr(reserve_usd),
+            int(take),
         ]
-        ok, wait_ms, reason = await self._admit(keys=self._keys(key), args=args)
+        ok, wait_ms, reason = await self._admit(keys=self._keys(key, day), args=args)
         if ok:
-            return ALLOWED
+            return Verdict(allowed=True, day=day)
         return Verdict(allowed=False, reason=str(reason), retry_after=int(wait_ms) / 1000)
 
-    async def settle(self, key: KeyConfig, extra_tokens: int, cost_usd: float) -> None:
+    async def settle(self, key: KeyConfig, extra_tokens: int, extra_usd: float, day: int) -> None:
         """See `Limits.settle`."""
         if not has_limits(key):
             return
-        cost = repr(cost_usd) if key.usd_per_day is not None and math.isfinite(cost_usd) else ""
+        priced = key.usd_per_day is not None and math.isfinite(extra_usd) and extra_usd != 0
+        cost = repr(extra_usd) if priced else ""
         args: list[str | int] = [key.tokens_per_minute or 0, extra_tokens, cost, int(2 * _DAY)]
-        await self._settle(keys=self._keys(key), args=args)
+        await self._settle(keys=self._keys(key, day), args=args)
 
     async def aclose(self) -> None:
         """Close the connection pool."""
@@ -241,9 +309,15 @@ class RedisLimits:
 
 
 def open_limits(store_url: str) -> Limits:
-    """Limits shared through Redis when the store is Redis, else kept in this process."""
-    if store_url.partition("://")[0] in ("redis", "rediss", "unix"):
+    """Limits kept where the store keeps sessions (Redis, SQLite), else in this process."""
+    scheme = store_url.partition("://")[0]
+    if scheme in ("redis", "rediss", "unix"):
         return RedisLimits(store_url)
+    if scheme == "sqlite":
+        from ctxlab.live.proxy.limits_sqlite import SQLiteLimits
+        from ctxlab.live.stores import sqlite_path
+
+        return SQLiteLimits(sqlite_path(store_url))
     return MemoryLimits()
 
 

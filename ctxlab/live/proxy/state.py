@@ -4,22 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
+from collections import OrderedDict
 from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ctxlab.budget import Budget
-from ctxlab.live.proxy.auth import KeyRing
+from ctxlab.live.proxy.auth import KeyRing, key_digest
 from ctxlab.live.proxy.config import ProxyConfig
 from ctxlab.live.proxy.limits import Limits, open_limits
 from ctxlab.live.proxy.metrics import ProxyMetrics
 from ctxlab.live.proxy.routes import Router
+from ctxlab.live.proxy.spend import MAX_MODELS, Prices
 from ctxlab.live.stores import Store, open_store
-from ctxlab.providers.pricing import ModelPrice, cost_usd, lookup
 from ctxlab.strategies import get_strategy
 from ctxlab.strategies.base import Strategy
 from ctxlab.tokens import TokenCounter, get_counter
-from ctxlab.usage import Usage
 
 __all__ = ["ProxyState"]
 
@@ -44,7 +44,7 @@ class ProxyState:
     ) -> None:
         self.config = config
         self.keys = KeyRing(config.keys)
-        self.router = Router(config.routes)
+        self.router = Router(config.routes, config.server.max_reply_bytes)
         self.store: Store = store if store is not None else open_store(config.server.store)
         self._owns_store = store is None
         self.limits: Limits = limits if limits is not None else open_limits(config.server.store)
@@ -53,22 +53,11 @@ class ProxyState:
         self.budget = Budget(max_tokens=memory.budget)
         self.counter: TokenCounter = get_counter()
         self.metrics = ProxyMetrics()
+        self.prices = Prices()
+        self.heavy = ThreadPoolExecutor(1, thread_name_prefix="ctxlab-proxy-heavy")
+        self.metrics_key = _metrics_key(config)
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._warned: set[str] = set()
-        self._prices: dict[str, ModelPrice | None] = {}
-
-    def cost_usd(self, usage: Usage, model: str) -> float:
-        """The cost of `usage` on `model` from the price table; NaN (warned once) if unknown."""
-        if model not in self._prices:  # a miss scans the whole table: look each model up once
-            self._prices[model] = lookup(model)
-        price = self._prices[model]
-        if price is None:
-            self.warn_once(
-                f"no price known for model {model!r}: its cost is not counted "
-                "(usd_per_day, metrics)"
-            )
-            return math.nan
-        return cost_usd(usage, model, {model: price})
+        self._warned: OrderedDict[str, None] = OrderedDict()
 
     def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
         """Run `work` in the background, keeping a reference until it ends."""
@@ -77,16 +66,24 @@ class ProxyState:
         task.add_done_callback(self._tasks.discard)
 
     def warn_once(self, message: str) -> None:
-        """Log a warning the first time it is seen."""
+        """Log a warning the first time it is seen (among the latest `MAX_MODELS` warnings)."""
         if message not in self._warned:
-            self._warned.add(message)
+            self._warned[message] = None
+            if len(self._warned) > MAX_MODELS:
+                self._warned.popitem(last=False)
             logger.warning(message)
 
     async def aclose(self) -> None:
         """Wait for background work, then close providers, limits and the store."""
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.heavy.shutdown(wait=False, cancel_futures=True)
         await self.router.aclose()
         await self.limits.aclose()
         if self._owns_store:
             self.store.close()
+
+
+def _metrics_key(config: ProxyConfig) -> bytes | None:
+    spec = config.server.metrics_key
+    return None if spec is None else key_digest(spec, "server.metrics_key")

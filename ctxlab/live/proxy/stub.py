@@ -10,7 +10,10 @@ chunk. The requested model name chooses faults, ``+``-separated, e.g. ``echo+del
   (``fail500``, ``fail400``, ``fail429``...);
 - ``flaky<n>``: fail the first n attempts per model name with 503, then answer;
 - ``stall``: never answer (30 s), so the caller times out;
-- ``cut``: stream two chunks, then drop the connection.
+- ``cut``: stream two chunks, then drop the connection;
+- ``drip``: send the reply one byte per second (whole or streamed);
+- ``huge<MB>``: reply with that many megabytes of text without spaces;
+- ``badusage`` / ``negusage``: report ``usage`` as a string / with negative counts.
 
 ``GET /_stub/requests`` lists the bodies received (newest last); ``POST /_stub/reset``
 forgets them. It is a plain ASGI app without a framework, so it adds little to benchmarks.
@@ -32,7 +35,7 @@ Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
-_FLAG = re.compile(r"(delay|fail|flaky)(\d+)|(stall|cut)")
+_FLAG = re.compile(r"(delay|fail|flaky|huge)(\d+)|(stall|cut|drip|badusage|negusage)")
 
 
 class StubUpstream:
@@ -76,7 +79,16 @@ class StubUpstream:
             await _send_json(send, status, error, {"retry-after": "0"})
             return
         text = "echo: " + _last_user(data.get("messages", []))
-        usage = _usage(data, text)
+        if "huge" in flags:
+            text = "x" * (flags["huge"] * 1024 * 1024)
+        usage: Any = _usage(data, text)
+        if "badusage" in flags:
+            usage = "lots"
+        if "negusage" in flags:
+            usage = {"prompt_tokens": -5000000, "completion_tokens": -1, "total_tokens": -5000001}
+        if "drip" in flags:
+            await _drip(send, data, model, text)
+            return
         if data.get("stream"):
             await self._stream(data, model, text, usage, send, cut="cut" in flags)
             return
@@ -118,6 +130,27 @@ class StubUpstream:
         if (data.get("stream_options") or {}).get("include_usage"):
             await _send_event(send, {**head, "choices": [], "usage": usage})
         await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
+
+
+async def _drip(send: Send, data: dict[str, Any], model: str, text: str) -> None:
+    """A reply sent one byte per second (a stream as one SSE chunk, dripped the same way)."""
+    head = {"id": "chatcmpl-stub", "created": 0, "model": model}
+    if data.get("stream"):
+        delta = {"role": "assistant", "content": text}
+        chunk = {**head, "object": "chat.completion.chunk"}
+        chunk["choices"] = [{"index": 0, "delta": delta, "finish_reason": "stop"}]
+        body = b"data: " + json.dumps(chunk).encode() + b"\n\ndata: [DONE]\n\n"
+        kind = b"text/event-stream"
+    else:
+        message = {"role": "assistant", "content": text}
+        reply = {**head, "object": "chat.completion"}
+        reply["choices"] = [{"index": 0, "message": message, "finish_reason": "stop"}]
+        body, kind = json.dumps(reply).encode(), b"application/json"
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", kind)]})
+    for i in range(len(body)):
+        await send({"type": "http.response.body", "body": body[i : i + 1], "more_body": True})
+        await asyncio.sleep(1)
+    await send({"type": "http.response.body", "body": b""})
 
 
 def _flags(model: str) -> dict[str, int]:

@@ -21,10 +21,13 @@ from ctxlab.messages import Message
 from ctxlab.providers.base import Completion
 from ctxlab.usage import Usage
 
-__all__ = ["ChatRequest", "Reply", "messages_body", "usage_body"]
+__all__ = ["MAX_MODEL_NAME", "OWN", "ChatRequest", "Reply", "messages_body", "usage_body"]
+
+#: The longest model name a request may give (names are logged and looked up).
+MAX_MODEL_NAME = 256
 
 # Request keys ctxlab reads itself; everything else goes to the provider as is.
-_OWN = {"model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens", "n"}
+OWN = {"model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens", "n"}
 _NAMED = ("temperature", "tools", "response_format")
 
 
@@ -60,6 +63,8 @@ class ChatRequest:
         model = data.get("model")
         if not isinstance(model, str) or not model:
             raise _bad("'model' must be a non-empty string", "model")
+        if len(model) > MAX_MODEL_NAME:
+            raise _bad(f"'model' must be at most {MAX_MODEL_NAME} characters", "model")
         raw = data.get("messages")
         if not isinstance(raw, list) or not raw:
             raise _bad("'messages' must be a non-empty array of messages", "messages")
@@ -78,7 +83,7 @@ class ChatRequest:
             stream=_flag(data, "stream"),
             include_usage=bool(options.get("include_usage")),
             max_tokens=_limit(data),
-            params={k: v for k, v in data.items() if k not in _OWN},
+            params={k: v for k, v in data.items() if k not in OWN},
         )
 
     def call_options(self) -> dict[str, Any]:

@@ -39,6 +39,7 @@ __all__ = [
     "SessionKey",
     "Store",
     "open_store",
+    "sqlite_path",
 ]
 
 DEFAULT_STORE = "sqlite:///sessions.db"
@@ -61,7 +62,7 @@ def open_store(url: str | None = None, **options: Any) -> Store:
     if scheme == "sqlite":
         from ctxlab.live.stores.sqlite import SQLiteStore
 
-        return SQLiteStore(_sqlite_path(url), **options)
+        return SQLiteStore(sqlite_path(url), **options)
     if scheme in ("redis", "rediss", "unix"):
         from ctxlab.live.stores.redis import RedisStore
 
@@ -75,7 +76,8 @@ def open_store(url: str | None = None, **options: Any) -> Store:
     )
 
 
-def _sqlite_path(url: str) -> str:
+def sqlite_path(url: str) -> str:
+    """The file a ``sqlite:///`` store URL names (relative paths lie under CTXLAB_HOME)."""
     rest = url[len("sqlite://") :]
     if not rest.startswith("/") or rest in ("/", "/:memory:"):
         raise UsageError(
