@@ -98,8 +98,9 @@ def _run(conv: Conversation, strategy: Any, metrics: list[str], probes: Any = "e
 def test_registry_lists_every_metric_in_column_order() -> None:
     assert names() == [
         "input_tokens", "cumulative_input_tokens", "extra_input_tokens", "extra_output_tokens",
-        "cost_usd", "compression", "prefix_stability", "evidence_recall", "answer_presence",
-        "key_string_recall", "action_argument_recall", "dropped_content_coverage",
+        "cost_usd", "cache_tokens", "compression", "prefix_stability", "evidence_recall",
+        "answer_presence", "key_string_recall", "action_argument_recall",
+        "dropped_content_coverage",
     ]  # fmt: skip
     for name in names():
         assert get_metric(name).name == name
@@ -302,7 +303,7 @@ def test_metrics_that_do_not_apply_are_nan_never_zero() -> None:
 
 
 def test_cost_usd_prices_every_probe_and_the_prompt_cache() -> None:
-    from ctxlab.providers.pricing import cost_usd, lookup, prompt_caching_cost
+    from ctxlab.providers.pricing import cost_usd, lookup
     from ctxlab.usage import Usage
 
     assert lookup("gpt-4o-mini") is not None
@@ -315,10 +316,11 @@ def test_cost_usd_prices_every_probe_and_the_prompt_cache() -> None:
     sent = [COUNTER.count_messages(conv.messages[:2]), COUNTER.count_messages(conv.messages)]
     shared = [0, sum(COUNTER.count(m) for m in conv.messages[:2])]
     plain = [cost_usd(Usage(input_tokens=n), "gpt-4o-mini") for n in sent]
-    cached = [
-        prompt_caching_cost([n], [s], "gpt-4o-mini").cached_usd
-        for n, s in zip(sent, shared, strict=True)
-    ]
+    # OpenAI's automatic cache: the shared prefix (over 1,024 tokens) read in 128-token steps
+    price = lookup("gpt-4o-mini")
+    assert price is not None and price.cached_input is not None and shared[1] >= 1024
+    hit = shared[1] // 128 * 128
+    cached = [plain[0], plain[1] - hit * (price.input - price.cached_input)]
     assert df["cost_usd"].tolist() == pytest.approx([plain[0], plain[0] + plain[1]])
     assert df["cost_usd_cached"].tolist() == pytest.approx([cached[0], cached[0] + cached[1]])
     assert df["cost_usd_cached"].iloc[1] < df["cost_usd"].iloc[1]

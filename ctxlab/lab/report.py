@@ -73,7 +73,9 @@ _HTML_COLUMNS = (
 # Running totals: summarised by each conversation's value at its last probe.
 _LAST = frozenset({"cumulative_input_tokens", "cost_usd", "cost_usd_cached", "prefix_stability"})
 # Additive per-probe quantities: summarised by each conversation's sum over its probes too.
-_TOTAL = frozenset({"extra_input_tokens", "extra_output_tokens"})
+_TOTAL = frozenset(
+    {"extra_input_tokens", "extra_output_tokens", "cached_input_tokens", "cache_write_tokens"}
+)
 _CELL = ("dataset", "conversation_id", "strategy", "budget")
 
 

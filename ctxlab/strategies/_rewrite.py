@@ -37,6 +37,10 @@ class RewriteStrategy(BaseStrategy):
         """True when a fallback enforces the budget after the rewrite."""
         return self.fallback is not None
 
+    def _step(self) -> BaseStrategy | None:
+        """The strategy applied after the rewrite: `fallback` unless a subclass adapts it."""
+        return self.fallback
+
     def _rewrite(
         self, messages: Sequence[Message], counter: TokenCounter, cache: dict[str, Any]
     ) -> tuple[tuple[Message, ...], Changes]:
@@ -66,7 +70,7 @@ class RewriteStrategy(BaseStrategy):
             return _decisions(originals, changes)
 
         # without a fallback, keep_all still leaves out what no provider accepts
-        step = self.fallback or KeepAll()
+        step = self._step() or KeepAll()
         second = step._prune(conv.with_messages(messages), budget, counter)
         return Pruned(
             conversation=conv,

@@ -33,9 +33,22 @@ from ctxlab.strategies._tool_units import NEVER, sendable_ends
 from ctxlab.strategies.base import Action, BaseStrategy, Decision, Pruned
 from ctxlab.tokens import TokenCounter
 
-__all__ = ["NEVER", "Layout", "LazyLayout", "Selection", "WindowStrategy", "prefix_of"]
+__all__ = [
+    "NEVER",
+    "Layout",
+    "LazyLayout",
+    "Selection",
+    "WindowStrategy",
+    "prefix_of",
+    "share_of",
+]
 
 REPLY_PRIMING = 3  # the tokens count_messages adds to every request
+
+
+def share_of(budget: Budget, share: float) -> int:
+    """Tokens of ``share`` × the available budget, rounded down (the whole budget at 1.0)."""
+    return budget.available if share >= 1.0 else int(budget.available * share)
 
 
 def prefix_of(conv: Conversation, k: int) -> Conversation:
@@ -146,8 +159,11 @@ class Layout:
         system = self.system if 0 <= self.system < k else -1
         return tuple(sorted(i for i in (system, user) if i >= 0))
 
-    def required(self, k: int, budget: Budget) -> tuple[tuple[int, ...], int]:
-        """Pinned indices of prefix k and the tokens left for the rest.
+    def required(self, k: int, budget: Budget, share: float = 1.0) -> tuple[tuple[int, ...], int]:
+        """Pinned indices of prefix k and the tokens left for the rest of ``share`` × budget.
+
+        The room is never negative: when the pins alone exceed ``share`` × the budget (but
+        not the budget) nothing else is sent.
 
         Raises:
             BudgetUnreachableError: the pinned messages alone exceed the budget.
@@ -156,7 +172,7 @@ class Layout:
         need = sum(self.count(i) for i in pins) + REPLY_PRIMING
         if need > budget.available:
             raise BudgetUnreachableError(need, budget.available, "first system + newest user")
-        return pins, budget.available - need
+        return pins, max(0, share_of(budget, share) - need)
 
     def open_members(self, k: int) -> list[int]:
         """Indices below k that belong to a unit completed only after k (never sent at k)."""

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ctxlab.errors import UsageError
 from ctxlab.messages import Message
+from ctxlab.strategies._chunked import ChunkedWindow, check_shares
 from ctxlab.strategies._rewrite import Changes, RewriteStrategy
 from ctxlab.strategies.base import Action, BaseStrategy
 from ctxlab.strategies.token_window import TokenWindow
@@ -33,15 +35,45 @@ class MaskToolOutputs(RewriteStrategy):
     - Assistant messages (reasoning and tool calls), system and user turns are never changed.
     - Then `fallback` (default `token_window`) enforces the budget and the other invariants;
       with ``fallback=None`` nothing is dropped and the budget is not enforced (for pipelines).
+    - `trigger` and `target` are handed to a window fallback (`token_window`,
+      `sliding_window`): with ``target < trigger`` it evicts in chunks, so between cuts the
+      sent prefix changes only where an output is newly masked.
+
+    Attributes:
+        keep_last: how many of the newest tool outputs stay verbatim.
+        fallback: the strategy that enforces the budget after masking.
+        trigger: share of the budget at which the fallback window is cut, in (0, 1].
+        target: share of the budget it is cut down to, in (0, trigger]; None: trigger.
     """
 
     name: ClassVar[str] = "mask_tool_outputs"
     keep_last: int = 3
     fallback: BaseStrategy | None = field(default_factory=TokenWindow)
+    trigger: float = 1.0
+    target: float | None = None
 
     def __post_init__(self) -> None:
+        check_shares(self.name, self.trigger, self.target)
+        if (self.trigger, self.target) != (1.0, None) and not isinstance(
+            self.fallback, ChunkedWindow
+        ):
+            raise UsageError(
+                "mask_tool_outputs trigger/target need a window fallback (token_window or "
+                f"sliding_window), got {self.fallback!r}"
+            )
         if isinstance(self.keep_last, bool) or self.keep_last < 0:
             raise UsageError(f"mask_tool_outputs keep_last must be >= 0, got {self.keep_last!r}")
+
+    def _step(self) -> BaseStrategy | None:
+        if (self.trigger, self.target) == (1.0, None) or self.fallback is None:
+            return self.fallback
+        assert isinstance(self.fallback, ChunkedWindow)  # checked in __post_init__
+        step: BaseStrategy = dataclasses.replace(
+            self.fallback,  # type: ignore[type-var]
+            trigger=self.trigger,
+            target=self.target,
+        )
+        return step
 
     def _rewrite(
         self, messages: Sequence[Message], counter: TokenCounter, cache: dict[str, Any]

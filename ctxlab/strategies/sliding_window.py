@@ -6,9 +6,9 @@ import bisect
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ctxlab.budget import Budget
 from ctxlab.errors import UsageError
-from ctxlab.strategies._window import Layout, Selection, WindowStrategy
+from ctxlab.strategies._chunked import ChunkedWindow, check_shares
+from ctxlab.strategies._window import Layout
 
 __all__ = ["SlidingWindow"]
 
@@ -16,7 +16,7 @@ DEFAULT_MESSAGES = 20
 
 
 @dataclass(frozen=True, kw_only=True)
-class SlidingWindow(WindowStrategy):
+class SlidingWindow(ChunkedWindow):
     """Keep the last `max_messages` messages, or the last `max_turns` user turns.
 
     A turn starts at a user message that is not a tool output. With neither parameter set, the
@@ -27,6 +27,9 @@ class SlidingWindow(WindowStrategy):
       starts after it (the window never holds more than `max_messages` messages).
     - The budget still holds: when the window does not fit, its oldest messages are dropped
       until it does (the result is then what `token_window` would keep inside the window).
+    - Chunked eviction (`ctxlab.strategies._chunked`): with ``target < trigger`` the window
+      start stays put while the request fits ``trigger`` × the budget and holds at most
+      ``trigger`` × the message (turn) limit; then it is cut once, down to ``target`` × both.
     - Raises `BudgetUnreachableError` when, and only when, the first system message and the
       newest user message alone exceed the budget.
     """
@@ -34,8 +37,13 @@ class SlidingWindow(WindowStrategy):
     name: ClassVar[str] = "sliding_window"
     max_messages: int | None = None
     max_turns: int | None = None
+    trigger: float = 1.0
+    target: float | None = None
+    _kept_reason: ClassVar[str] = "inside the sliding window"
+    _drop_reason: ClassVar[str] = "outside the sliding window or the budget"
 
     def __post_init__(self) -> None:
+        check_shares(self.name, self.trigger, self.target)
         if self.max_messages is not None and self.max_turns is not None:
             raise UsageError("sliding_window takes max_messages or max_turns, not both")
         for field_name in ("max_messages", "max_turns"):
@@ -43,21 +51,14 @@ class SlidingWindow(WindowStrategy):
             if value is not None and (isinstance(value, bool) or value < 1):
                 raise UsageError(f"sliding_window {field_name} must be >= 1, got {value!r}")
 
-    def _window_start(self, layout: Layout, k: int) -> int:
+    def _lower(self, layout: Layout, k: int, share: float) -> int:
         if self.max_turns is None:
-            return max(0, k - (self.max_messages or DEFAULT_MESSAGES))
+            return max(0, k - _scaled(self.max_messages or DEFAULT_MESSAGES, share))
+        turns = _scaled(self.max_turns, share)
         seen = bisect.bisect_left(layout.users, k)  # user turns inside the prefix
-        return layout.users[seen - self.max_turns] if seen >= self.max_turns else 0
+        return layout.users[seen - turns] if seen >= turns else 0
 
-    def _select(self, layout: Layout, k: int, budget: Budget) -> Selection:
-        pins, room = layout.required(k, budget)
-        opened = tuple(layout.open_members(k))
-        start = layout.fit_suffix(k, room, self._window_start(layout, k), (*pins, *opened))
-        return Selection(
-            layout=layout,
-            k=k,
-            pins=pins,
-            ranges=((start, k, "inside the sliding window"),),
-            drop_reason="outside the sliding window or the budget",
-            open=opened,
-        )
+
+def _scaled(limit: int, share: float) -> int:
+    """``share`` × a message or turn limit, rounded down, at least 1."""
+    return limit if share >= 1.0 else max(1, int(limit * share))

@@ -7,7 +7,8 @@ input_tokens                   cost         tokens sent at the probe
 cumulative_input_tokens        cost         tokens sent over the replay so far (the bill)
 extra_input_tokens             cost         prompt tokens of the strategy's own LLM calls
 extra_output_tokens            cost         output tokens of the strategy's own LLM calls
-cost_usd                       cost         dollars so far at a model's prices (+ cached)
+cost_usd                       billing      dollars so far at a model's prices (+ cached)
+cache_tokens                   billing      tokens the prompt cache reads and writes per request
 compression                    cost         1 - tokens after / tokens before
 prefix_stability               cost         share of sent tokens a prompt cache could reuse
 evidence_recall                locomo       LoCoMo evidence turns kept verbatim (+ per category)
@@ -42,9 +43,9 @@ from ctxlab.lab.metrics.base import (
     ProbeMetric,
     Values,
 )
+from ctxlab.lab.metrics.billing import CacheTokens, CostUsd
 from ctxlab.lab.metrics.cost import (
     Compression,
-    CostUsd,
     CumulativeInputTokens,
     ExtraInputTokens,
     ExtraOutputTokens,
@@ -61,6 +62,7 @@ __all__ = [
     "Aggregate",
     "AnswerPresence",
     "AsyncMetric",
+    "CacheTokens",
     "Cell",
     "Compression",
     "CostUsd",
@@ -89,6 +91,7 @@ _REGISTRY: dict[str, type[Any]] = {
     "extra_input_tokens": ExtraInputTokens,
     "extra_output_tokens": ExtraOutputTokens,
     "cost_usd": CostUsd,
+    "cache_tokens": CacheTokens,
     "compression": Compression,
     "prefix_stability": PrefixStability,
     "evidence_recall": EvidenceRecall,
@@ -105,12 +108,17 @@ def names() -> list[str]:
 
 
 def get_metric(
-    name: str, *, model: str | None = None, summarizer_model: str | None = None
+    name: str,
+    *,
+    model: str | None = None,
+    summarizer_model: str | None = None,
 ) -> Metric:
     """The built-in metric called `name`.
 
-    `model` prices the requests in ``cost_usd``, and `summarizer_model` (default: `model`)
-    the strategy's own LLM calls.
+    `model` prices the requests in ``cost_usd`` and sets the cache rules of ``cache_tokens``,
+    and `summarizer_model` (default: `model`) prices the strategy's own LLM calls. For another
+    cache lifetime than the provider's, pass ``CostUsd(model=..., cache_ttl=seconds)`` and
+    ``CacheTokens(model=..., cache_ttl=seconds)`` as metrics.
 
     Raises:
         UsageError: unknown name; the message lists the known ones.
@@ -120,6 +128,8 @@ def get_metric(
         raise UsageError(f"unknown metric {name!r}; known metrics: {', '.join(names())}")
     if cls is CostUsd:
         metric: Metric = CostUsd(model=model, summarizer_model=summarizer_model)
+    elif cls is CacheTokens:
+        metric = CacheTokens(model=model)
     else:
         metric = cls()
     return metric

@@ -134,7 +134,7 @@ def facts_for(conversation: Conversation, counter: TokenCounter) -> Facts:
 
 def _fingerprint(conversation: Conversation) -> int:
     messages = tuple(
-        (m.id, m.role, m.content, m.name, m.tool_calls, m.tool_call_id, m.meta)
+        (m.id, m.role, m.content, m.name, m.tool_calls, m.tool_call_id, m.timestamp, m.meta)
         for m in conversation.messages
     )
     return hash((messages, conversation.annotations))

@@ -7,18 +7,15 @@ whose budget the strategy could not meet, since the bill from there on is unknow
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
 from ctxlab.lab.metrics.base import NAN, Aggregate, Cell, Probe, ProbeMetric, Values
 from ctxlab.messages import Message
-from ctxlab.usage import Usage
 
 __all__ = [
     "Compression",
-    "CostUsd",
     "CumulativeInputTokens",
     "ExtraInputTokens",
     "ExtraOutputTokens",
@@ -126,78 +123,6 @@ class PrefixStability(ProbeMetric):
         sent = np.cumsum([NAN if p.pruned is None else p.pruned.tokens for p in cell.probes])
         with np.errstate(invalid="ignore", divide="ignore"):
             return {self.name: (shared / sent).tolist()}
-
-
-@dataclass(frozen=True)
-class CostUsd(ProbeMetric):
-    """``cost_usd``: dollars billed for the conversation up to and including this probe.
-
-    Each probe request is billed at `model`'s prices: its ``input_tokens`` at the input price;
-    the strategy's own LLM calls (``extra_usage``, input and output) are billed at
-    `summarizer_model`'s prices, which default to `model`'s. The chat model's reply is the
-    same under every strategy and is not counted. NaN when no model is given or the price
-    table does not know one of the two models. ``cost_usd_cached`` is the same bill when the
-    prompt cache serves each request's shared prefix with the previous one
-    (`shared_prefix_tokens`, priced by `ctxlab.providers.pricing.prompt_caching_cost`:
-    prefixes under 1024 tokens are not cached).
-
-    Attributes:
-        model: the model whose prices apply to the requests, e.g. ``gpt-4o``.
-        summarizer_model: the model whose prices apply to the strategy's own calls, e.g.
-            ``gpt-4o-mini`` when a cheaper model summarizes; None: `model`.
-    """
-
-    model: str | None = None
-    summarizer_model: str | None = None
-    name: ClassVar[str] = "cost_usd"
-    aggregate: ClassVar[Aggregate] = "last"
-
-    @property
-    def columns(self) -> tuple[str, ...]:
-        """``cost_usd`` and ``cost_usd_cached``."""
-        return ("cost_usd", "cost_usd_cached")
-
-    def compute(self, cell: Cell) -> Values:
-        """Running dollar totals without and with prompt caching."""
-        extra_model = self.summarizer_model or self.model
-        pricing = _pricing(self.model)
-        if self.model is None or extra_model is None or not (pricing and _pricing(extra_model)):
-            nan = [NAN] * len(cell.probes)
-            return {"cost_usd": nan, "cost_usd_cached": nan}
-        plain, cached = [], []
-        for probe, shared in zip(cell.probes, shared_prefix_tokens(cell), strict=True):
-            a, b = _probe_costs(pricing, (self.model, extra_model), probe, shared)
-            plain.append(a)
-            cached.append(b)
-        return {
-            "cost_usd": np.cumsum(plain).tolist(),
-            "cost_usd_cached": np.cumsum(cached).tolist(),
-        }
-
-
-def _pricing(model: str | None) -> Any:
-    """The pricing module when `model` has a price, else None (cost is then NaN)."""
-    if model is None:
-        return None
-    try:
-        from ctxlab.providers import pricing
-    except ImportError:
-        return None
-    return pricing if pricing.lookup(model) is not None else None
-
-
-def _probe_costs(
-    pricing: Any, models: tuple[str, str], probe: Probe, shared: float
-) -> tuple[float, float]:
-    """(plain, cached) dollars of one probe: the request at models[0], extras at models[1]."""
-    if probe.pruned is None:
-        return NAN, NAN
-    model, extra_model = models
-    tokens, extra = probe.pruned.tokens, probe.pruned.extra_usage
-    own = float(pricing.cost_usd(extra, extra_model))
-    plain = float(pricing.cost_usd(Usage(input_tokens=tokens), model)) + own
-    cache = pricing.prompt_caching_cost([tokens], [int(shared)], model)
-    return plain, float(cache.cached_usd) + own
 
 
 def shared_prefix_tokens(cell: Cell) -> list[float]:
