@@ -11,6 +11,10 @@ name            library          what it calls
 ==============  ===============  =========================================================
 langchain_trim  langchain-core   ``langchain_core.messages.utils.trim_messages``
 ==============  ===============  =========================================================
+
+Part of `ctxlab.strategies`: may import the core values, `formats`, `scoring`, `summarizers`,
+`providers` and the other strategies, and its libraries only inside the adapter that calls
+them (so ctxlab works without the extra); never `lab`, `live` or `widgets`.
 """
 
 from __future__ import annotations
