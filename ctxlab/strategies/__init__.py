@@ -105,6 +105,7 @@ _REGISTRY: dict[str, str] = {
     "importance": "ctxlab.strategies.importance:Importance",
     "keep_all": "ctxlab.strategies.keep_all:KeepAll",
     "langchain_trim": "ctxlab.strategies.peers.langchain_trim:LangchainTrim",
+    "litellm_trim": "ctxlab.strategies.peers.litellm_trim:LitellmTrim",
     "mask_tool_outputs": "ctxlab.strategies.mask_tool_outputs:MaskToolOutputs",
     "pipeline": "ctxlab.strategies.pipeline:Pipeline",
     "retrieve": "ctxlab.strategies.retrieve:Retrieve",
@@ -125,7 +126,7 @@ def register(name: str, target: str) -> None:
 _ORACLES = frozenset({"evidence_oracle"})
 # Registered, but run only when named: other libraries' trimmers (`ctxlab.strategies.peers`,
 # the peers extra), which do not promise the rules of `ctxlab.invariants`.
-_PEERS = frozenset({"langchain_trim"})
+_PEERS = frozenset({"langchain_trim", "litellm_trim"})
 
 
 def names() -> list[str]:

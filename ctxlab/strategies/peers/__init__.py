@@ -10,6 +10,7 @@ but run only when named, and need the ``peers`` extra (``pip install 'ctxlab[pee
 name            library          what it calls
 ==============  ===============  =========================================================
 langchain_trim  langchain-core   ``langchain_core.messages.utils.trim_messages``
+litellm_trim    litellm          ``litellm.utils.trim_messages``
 ==============  ===============  =========================================================
 
 Part of `ctxlab.strategies`: may import the core values, `formats`, `scoring`, `summarizers`,
