@@ -95,7 +95,8 @@ class LitellmTrim(BaseStrategy):
 def from_litellm(returned: Sequence[dict[str, Any]], originals: Sequence[Message]) -> list[Message]:
     """The originals behind LiteLLM's output, with the content LiteLLM left them.
 
-    Its merged system message stands for the first system message. Its other messages are
+    Its system messages stand for the originals' in order (when it trims, it returns one that
+    merges them, taken for the first system message). Its other messages are
     originals in order (LiteLLM keeps what fits walking back from the newest, skipping what
     does not, and may shorten a message to ``start..end``): each is matched, from the newest
     back, to the nearest earlier original with the same role and tool call id whose text it
@@ -109,7 +110,7 @@ def from_litellm(returned: Sequence[dict[str, Any]], originals: Sequence[Message
     others = [m for m in originals if m.role != "system"]
     head = [d for d in returned if d.get("role") == "system"]
     tail = [d for d in returned if d.get("role") != "system"]
-    if len(head) > 1 or (head and not systems):
+    if len(head) > len(systems):
         raise ConfigurationError(f"litellm_trim: cannot map LiteLLM's output {_roles(returned)}")
     matched: list[Message] = []
     j = len(others)
@@ -122,7 +123,9 @@ def from_litellm(returned: Sequence[dict[str, Any]], originals: Sequence[Message
                 f"litellm_trim: cannot map LiteLLM's output {_roles(returned)}"
             )
         matched.append(_with_content(others[j], d))
-    out = [_with_content(systems[0], head[0])] if head else []
+    # untrimmed, LiteLLM returns the system messages as they were; trimmed, merged into one
+    # (which stands for the first); each is taken for the original at its place
+    out = [_with_content(m, d) for m, d in zip(systems, head, strict=False)]
     return out + matched[::-1]
 
 
