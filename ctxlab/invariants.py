@@ -18,8 +18,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Literal, TypeAlias
 
 from ctxlab.budget import Budget, as_budget
 from ctxlab.errors import InvariantError
@@ -27,7 +28,54 @@ from ctxlab.messages import Conversation, Message
 from ctxlab.pruned import Decision, Pruned, as_conversation
 from ctxlab.tokens import TokenCounter
 
-__all__ = ["MustKeep", "check", "must_keep", "required_tokens"]
+__all__ = [
+    "KINDS",
+    "MustKeep",
+    "Violation",
+    "ViolationKind",
+    "check",
+    "must_keep",
+    "required_tokens",
+    "violations",
+]
+
+#: What a broken rule is about. ``order``: an original sent twice or out of order;
+#: ``malformed``: bookkeeping (ids, ``meta["synthetic"]``, role or tool fields changed,
+#: ``pruned.tokens``, decisions); ``budget_unreachable``: a result returned where the strategy
+#: should have raised `BudgetUnreachableError`.
+ViolationKind: TypeAlias = Literal[
+    "over_budget",
+    "orphan_result",
+    "dangling_call",
+    "system_lost",
+    "user_lost",
+    "order",
+    "malformed",
+    "budget_unreachable",
+]
+KINDS: tuple[ViolationKind, ...] = (
+    "over_budget",
+    "orphan_result",
+    "dangling_call",
+    "system_lost",
+    "user_lost",
+    "order",
+    "malformed",
+    "budget_unreachable",
+)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Violation:
+    """One broken rule.
+
+    Attributes:
+        kind: what the rule is about (`ViolationKind`).
+        detail: what was found, naming the message.
+    """
+
+    kind: ViolationKind
+    detail: str
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -84,131 +132,190 @@ def check(
     """
     conv = as_conversation(original)
     where = f"strategy {pruned.strategy!r} on conversation {conv.id!r}"
+    for found in _breaches(conv, pruned, as_budget(budget), counter, enforce_budget):
+        raise InvariantError(f"{where}: {found.detail}")
+
+
+def violations(
+    original: Conversation | Sequence[Message],
+    pruned: Pruned,
+    budget: Budget | int | None,
+    counter: TokenCounter,
+    *,
+    enforce_budget: bool | None = None,
+) -> list[Violation]:
+    """Every rule `pruned` breaks, in the order `check` looks for them; never raises.
+
+    For results that are measured rather than trusted (peer libraries): `check` raises the
+    first of these. With `budget` None the token budget is not checked (``over_budget`` and
+    ``budget_unreachable`` never appear).
+    """
+    conv = as_conversation(original)
+    if budget is None:
+        return list(_breaches(conv, pruned, None, counter, False))
+    return list(_breaches(conv, pruned, as_budget(budget), counter, enforce_budget))
+
+
+def _breaches(
+    conv: Conversation,
+    pruned: Pruned,
+    budget: Budget | None,
+    counter: TokenCounter,
+    enforce_budget: bool | None,
+) -> Iterator[Violation]:
     if pruned.conversation.messages != conv.messages:
-        _fail(where, "pruned.conversation is not the conversation that was pruned (or it changed)")
-    positions = _check_messages(conv, pruned.messages, where)
-    _check_pins(conv, pruned.messages, where)
-    _check_tool_pairs(pruned.messages, where)
-    _check_tokens(conv, pruned, as_budget(budget), counter, where, enforce_budget)
-    _check_decisions(conv, pruned, positions, where)
+        yield Violation(
+            kind="malformed",
+            detail="pruned.conversation is not the conversation that was pruned (or it changed)",
+        )
+    positions: dict[str, int] = {}
+    yield from _check_messages(conv, pruned.messages, positions)
+    yield from _check_pins(conv, pruned.messages)
+    yield from _check_tool_pairs(pruned.messages)
+    yield from _check_tokens(conv, pruned, budget, counter, enforce_budget)
+    yield from _check_decisions(conv, pruned, positions)
 
 
-def _fail(where: str, what: str) -> None:
-    raise InvariantError(f"{where}: {what}")
+def _check_messages(
+    conv: Conversation, sent: Sequence[Message], positions: dict[str, int]
+) -> Iterator[Violation]:
+    """Ids unique, originals in order with their role and tool fields, synthetics marked.
 
-
-def _check_messages(conv: Conversation, sent: Sequence[Message], where: str) -> dict[str, int]:
-    """Ids unique, originals in order with their role and tool fields, synthetics marked."""
+    Fills `positions` (message id to its place in `sent`).
+    """
     seen: set[str] = set()
     dia_ids = {m.meta["dia_id"] for m in conv.messages if "dia_id" in m.meta}
     last = -1
     for j, m in enumerate(sent):
         if m.id in seen:
-            _fail(where, f"message id {m.id!r} is sent twice (position {j})")
+            yield Violation(
+                kind="order", detail=f"message id {m.id!r} is sent twice (position {j})"
+            )
         seen.add(m.id)
         try:
             i = conv.index_of(m.id)
         except KeyError:
             if not m.is_synthetic:
-                _fail(where, f"message {j} has a new id {m.id!r} but no meta['synthetic']")
-            if m.meta.get("dia_id") in dia_ids:
-                _fail(where, f"synthetic message {m.id!r} copies dia_id {m.meta['dia_id']!r}")
+                what = f"message {j} has a new id {m.id!r} but no meta['synthetic']"
+                yield Violation(kind="malformed", detail=what)
+            elif m.meta.get("dia_id") in dia_ids:
+                what = f"synthetic message {m.id!r} copies dia_id {m.meta['dia_id']!r}"
+                yield Violation(kind="malformed", detail=what)
             continue
         if i <= last:
-            _fail(where, f"original message {i} ({m.id!r}) is sent out of order, after {last}")
-        last = i
+            what = f"original message {i} ({m.id!r}) is sent out of order, after {last}"
+            yield Violation(kind="order", detail=what)
+        last = max(last, i)
         o = conv.messages[i]
         if (m.role, m.tool_calls, m.tool_call_id) != (o.role, o.tool_calls, o.tool_call_id):
-            _fail(where, f"message {i} ({m.id!r}) changed its role or tool calls")
-    return {m.id: j for j, m in enumerate(sent)}
+            what = f"message {i} ({m.id!r}) changed its role or tool calls"
+            yield Violation(kind="malformed", detail=what)
+    positions.update({m.id: j for j, m in enumerate(sent)})
 
 
-def _check_pins(conv: Conversation, sent: Sequence[Message], where: str) -> None:
+def _check_pins(conv: Conversation, sent: Sequence[Message]) -> Iterator[Violation]:
     pins = must_keep(conv.messages)
     by_id = {m.id: m for m in sent}
-    for index, what in ((pins.system, "first system message"), (pins.user, "newest user message")):
+    pinned: tuple[tuple[int | None, str, ViolationKind], ...] = (
+        (pins.system, "first system message", "system_lost"),
+        (pins.user, "newest user message", "user_lost"),
+    )
+    for index, what, kind in pinned:
         if index is None:
             continue
         m = conv.messages[index]
         if m.id not in by_id:
-            _fail(where, f"the {what} (index {index}, id {m.id!r}) was dropped")
-        if by_id[m.id] != m:
-            _fail(where, f"the {what} (index {index}, id {m.id!r}) was changed")
+            detail = f"the {what} (index {index}, id {m.id!r}) was dropped"
+            yield Violation(kind=kind, detail=detail)
+        elif by_id[m.id] != m:
+            detail = f"the {what} (index {index}, id {m.id!r}) was changed"
+            yield Violation(kind=kind, detail=detail)
 
 
-def _check_tool_pairs(sent: Sequence[Message], where: str) -> None:
-    if sent and sent[-1].role == "assistant" and sent[-1].tool_calls:
-        _fail(where, f"the context ends on a tool call ({sent[-1].id!r}) with no results")
+def _check_tool_pairs(sent: Sequence[Message]) -> Iterator[Violation]:
+    ends_on_call = bool(sent) and sent[-1].role == "assistant" and bool(sent[-1].tool_calls)
+    if ends_on_call:
+        what = f"the context ends on a tool call ({sent[-1].id!r}) with no results"
+        yield Violation(kind="dangling_call", detail=what)
     open_calls: dict[str, str] = {}
     answered: set[str] = set()
     for m in sent:
         if m.role == "assistant" and m.tool_calls:
-            _require_answers(open_calls, answered, where)
+            yield from _require_answers(open_calls, answered)
             open_calls = {c.id: m.id for c in m.tool_calls}
             answered = set()
         elif m.role == "tool":
             if m.tool_call_id not in open_calls:
-                _fail(where, f"tool result {m.id!r} answers call {m.tool_call_id!r}, not sent")
+                what = f"tool result {m.id!r} answers call {m.tool_call_id!r}, not sent"
+                yield Violation(kind="orphan_result", detail=what)
             answered.add(str(m.tool_call_id))
-    _require_answers(open_calls, answered, where)
+    if not ends_on_call:
+        yield from _require_answers(open_calls, answered)
 
 
-def _require_answers(open_calls: dict[str, str], answered: set[str], where: str) -> None:
+def _require_answers(open_calls: dict[str, str], answered: set[str]) -> Iterator[Violation]:
     for call_id, owner in open_calls.items():
         if call_id not in answered:
-            _fail(where, f"tool call {call_id!r} of message {owner!r} is sent without its result")
+            what = f"tool call {call_id!r} of message {owner!r} is sent without its result"
+            yield Violation(kind="dangling_call", detail=what)
 
 
 def _check_tokens(
     conv: Conversation,
     pruned: Pruned,
-    budget: Budget,
+    budget: Budget | None,
     counter: TokenCounter,
-    where: str,
     enforce_budget: bool | None,
-) -> None:
+) -> Iterator[Violation]:
     actual = counter.count_messages(pruned.messages)
     if pruned.tokens != actual:
-        _fail(where, f"pruned.tokens is {pruned.tokens} but the messages count {actual}")
+        what = f"pruned.tokens is {pruned.tokens} but the messages count {actual}"
+        yield Violation(kind="malformed", detail=what)
     if enforce_budget is None:
         enforce_budget = pruned.strategy != "keep_all"
-    if not enforce_budget:
+    if budget is None or not enforce_budget:
         return
     required = required_tokens(conv.messages, counter)
     if required > budget.available:
-        _fail(
-            where,
-            f"the must-keep messages need {required} tokens > {budget.available} available: "
-            "the strategy should have raised BudgetUnreachableError",
+        yield Violation(
+            kind="budget_unreachable",
+            detail=f"the must-keep messages need {required} tokens > {budget.available} "
+            "available: the strategy should have raised BudgetUnreachableError",
         )
-    if actual > budget.available:
-        _fail(where, f"{actual} tokens exceed the {budget.available} available")
+    elif actual > budget.available:
+        what = f"{actual} tokens exceed the {budget.available} available"
+        yield Violation(kind="over_budget", detail=what)
 
 
 def _check_decisions(
-    conv: Conversation, pruned: Pruned, positions: dict[str, int], where: str
-) -> None:
+    conv: Conversation, pruned: Pruned, positions: dict[str, int]
+) -> Iterator[Violation]:
     decisions = pruned.decisions
     if len(decisions) != len(conv.messages):
-        _fail(where, f"{len(decisions)} decisions for {len(conv.messages)} messages")
+        what = f"{len(decisions)} decisions for {len(conv.messages)} messages"
+        yield Violation(kind="malformed", detail=what)
+        return
     for i, (m, d) in enumerate(zip(conv.messages, decisions, strict=True)):
         if d.index != i or d.message_id != m.id:
-            _fail(where, f"decision {i} describes message {d.index} ({d.message_id!r})")
-        _check_decision(m, d, pruned.messages, positions, where)
+            what = f"decision {i} describes message {d.index} ({d.message_id!r})"
+            yield Violation(kind="malformed", detail=what)
+        elif (problem := _decision_problem(m, d, pruned.messages, positions)) is not None:
+            yield Violation(kind="malformed", detail=problem)
 
 
-def _check_decision(
-    m: Message, d: Decision, sent: Sequence[Message], positions: dict[str, int], where: str
-) -> None:
+def _decision_problem(
+    m: Message, d: Decision, sent: Sequence[Message], positions: dict[str, int]
+) -> str | None:
     j = positions.get(m.id)
     label = f"message {d.index} ({m.id!r}) is {d.action!r}"
     if d.action == "kept" and (j is None or sent[j] != m):
-        _fail(where, f"{label} but is not sent verbatim")
-    elif d.action in ("masked", "truncated") and (j is None or sent[j] == m or d.into != m.id):
-        _fail(where, f"{label} but is not sent under its id with changed content")
-    elif d.action == "dropped" and j is not None:
-        _fail(where, f"{label} but is sent")
-    elif d.action == "summarized":
+        return f"{label} but is not sent verbatim"
+    if d.action in ("masked", "truncated") and (j is None or sent[j] == m or d.into != m.id):
+        return f"{label} but is not sent under its id with changed content"
+    if d.action == "dropped" and j is not None:
+        return f"{label} but is sent"
+    if d.action == "summarized":
         carrier = positions.get(d.into or "")
         if j is not None or carrier is None or not sent[carrier].is_synthetic:
-            _fail(where, f"{label} but does not point to a synthetic message that is sent")
+            return f"{label} but does not point to a synthetic message that is sent"
+    return None

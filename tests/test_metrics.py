@@ -100,7 +100,7 @@ def test_registry_lists_every_metric_in_column_order() -> None:
         "input_tokens", "cumulative_input_tokens", "extra_input_tokens", "extra_output_tokens",
         "cost_usd", "cache_tokens", "compression", "prefix_stability", "evidence_recall",
         "answer_presence", "key_string_recall", "action_argument_recall",
-        "dropped_content_coverage",
+        "dropped_content_coverage", "violations",
     ]  # fmt: skip
     for name in names():
         assert get_metric(name).name == name

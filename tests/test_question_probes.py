@@ -10,7 +10,7 @@ from ctxlab import Budget, Message, datasets
 from ctxlab.errors import BudgetUnreachableError, UsageError
 from ctxlab.invariants import check
 from ctxlab.lab._questions import applicable_questions, branch_results, question_message
-from ctxlab.strategies import default_names, get_strategy, names
+from ctxlab.strategies import default_names, get_strategy, names, peer_names
 from ctxlab.tokens import get_counter
 
 COUNTER = get_counter()
@@ -138,7 +138,8 @@ def test_branches_equal_pruning_each_request(name: str) -> None:
             assert result is not None
             assert result.messages == want.messages and result.tokens == want.tokens
             assert result.decisions == want.decisions
-            check(conv, result, budget, COUNTER)
+            if name not in peer_names():  # peers promise nothing: the violations metric
+                check(conv, result, budget, COUNTER)
 
 
 def test_importance_ranks_the_question_evidence_above_unrelated_turns() -> None:

@@ -17,7 +17,7 @@ from ctxlab import datasets
 from ctxlab.errors import BudgetUnreachableError, UsageError
 from ctxlab.invariants import check, must_keep, required_tokens
 from ctxlab.messages import Conversation
-from ctxlab.strategies import get_strategy, names
+from ctxlab.strategies import get_strategy, names, peer_names
 from ctxlab.tokens import get_counter
 
 COUNTER = get_counter()
@@ -45,7 +45,8 @@ def budgets(conv: Conversation) -> list[int]:
     return sorted(p for p in points if p >= 1)
 
 
-@pytest.mark.parametrize("strategy_name", names())
+# peers promise nothing: the violations metric measures them (tests/test_peers_langchain.py)
+@pytest.mark.parametrize("strategy_name", [n for n in names() if n not in peer_names()])
 @pytest.mark.parametrize("conv", CONVERSATIONS, ids=lambda c: f"{c.dataset}:{c.id}")
 def test_invariants_hold(strategy_name: str, conv: Conversation) -> None:
     strategy = get_strategy(strategy_name)

@@ -1,6 +1,7 @@
 """``ctxlab strategies``: every registered strategy with its parameters and what it does.
 
-One block per registry name: the name and the first line of the class docstring, then one line
+One block per registry name: the name and the first line of the class docstring, for a peer
+the library it calls with its version, then one line
 per parameter with its type and default. ``--json`` prints the same as a JSON list.
 """
 
@@ -31,7 +32,12 @@ def describe(name: str) -> dict[str, Any]:
         for f in dataclasses.fields(cls)  # type: ignore[arg-type]
         if f.init
     ]
-    return {"name": name, "description": doc[0] if doc else "", "parameters": params}
+    info: dict[str, Any] = {"name": name, "description": doc[0] if doc else ""}
+    library = getattr(cls, "library", None)
+    if library is not None:  # a peer: the library it calls, with its version
+        info["library"] = library()
+    info["parameters"] = params
+    return info
 
 
 def _default(f: dataclasses.Field[Any]) -> str:
@@ -55,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     for info in infos:
         print(f"{info['name']:<18} {info['description']}")
+        if "library" in info:
+            print(f"    library: {info['library']}")
         for p in info["parameters"]:
             print(f"    {p['name']}: {p['type']} = {p['default']}")
         if not info["parameters"]:

@@ -62,6 +62,7 @@ __all__ = [
     "from_function",
     "get_strategy",
     "names",
+    "peer_names",
     "register",
 ]
 
@@ -103,6 +104,8 @@ _REGISTRY: dict[str, str] = {
     "head_tail": "ctxlab.strategies.head_tail:HeadTail",
     "importance": "ctxlab.strategies.importance:Importance",
     "keep_all": "ctxlab.strategies.keep_all:KeepAll",
+    "langchain_trim": "ctxlab.strategies.peers.langchain_trim:LangchainTrim",
+    "litellm_trim": "ctxlab.strategies.peers.litellm_trim:LitellmTrim",
     "mask_tool_outputs": "ctxlab.strategies.mask_tool_outputs:MaskToolOutputs",
     "pipeline": "ctxlab.strategies.pipeline:Pipeline",
     "retrieve": "ctxlab.strategies.retrieve:Retrieve",
@@ -121,6 +124,9 @@ def register(name: str, target: str) -> None:
 
 # Registered, but run only when named: upper bounds that read the answer key.
 _ORACLES = frozenset({"evidence_oracle"})
+# Registered, but run only when named: other libraries' trimmers (`ctxlab.strategies.peers`,
+# the peers extra), which do not promise the rules of `ctxlab.invariants`.
+_PEERS = frozenset({"langchain_trim", "litellm_trim"})
 
 
 def names() -> list[str]:
@@ -129,8 +135,13 @@ def names() -> list[str]:
 
 
 def default_names() -> list[str]:
-    """The strategies `ctxlab compare` runs when none is named: all but the oracles, sorted."""
-    return [n for n in names() if n not in _ORACLES]
+    """The strategies `ctxlab compare` runs when none is named: no oracles or peers, sorted."""
+    return [n for n in names() if n not in _ORACLES | _PEERS]
+
+
+def peer_names() -> list[str]:
+    """The registered strategies that call another library (`ctxlab.strategies.peers`)."""
+    return sorted(_PEERS)
 
 
 def strategy_class(name: str) -> type[BaseStrategy]:

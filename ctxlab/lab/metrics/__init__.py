@@ -16,6 +16,7 @@ answer_presence                locomo       LoCoMo gold answers present in the c
 key_string_recall              keys         future-referenced key strings in the context
 action_argument_recall         taubench     gold actions' known arguments in the context
 dropped_content_coverage       coverage     removed content words retold by rewritten messages
+violations                     violations   invariant breaches (+ per kind), over_budget_tokens
 =============================  ===========  ==================================================
 
 Each metric's class docstring holds its exact definition. Where a metric does not apply
@@ -56,6 +57,7 @@ from ctxlab.lab.metrics.coverage import DroppedContentCoverage
 from ctxlab.lab.metrics.keys import KeyStringRecall
 from ctxlab.lab.metrics.locomo import AnswerPresence, EvidenceRecall
 from ctxlab.lab.metrics.taubench import ActionArgumentRecall
+from ctxlab.lab.metrics.violations import Violations
 
 __all__ = [
     "ActionArgumentRecall",
@@ -79,6 +81,7 @@ __all__ = [
     "Probe",
     "ProbeMetric",
     "Values",
+    "Violations",
     "default_metrics",
     "get_metric",
     "names",
@@ -99,6 +102,7 @@ _REGISTRY: dict[str, type[Any]] = {
     "key_string_recall": KeyStringRecall,
     "action_argument_recall": ActionArgumentRecall,
     "dropped_content_coverage": DroppedContentCoverage,
+    "violations": Violations,
 }
 
 

@@ -1,0 +1,159 @@
+"""``langchain_trim``: LangChain's ``trim_messages``, called as it is.
+
+ctxlab messages become LangChain messages (system, human, AI with its tool calls, tool results)
+carrying the original id, `trim_messages` picks what to send, and each message it returns is
+mapped back by id: unchanged originals are kept, changed ones (``allow_partial``) truncated,
+the rest dropped. The output is not repaired (see `ctxlab.strategies.peers`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from ctxlab.budget import Budget
+from ctxlab.errors import MissingDependencyError
+from ctxlab.messages import Conversation, Message
+from ctxlab.strategies.base import BaseStrategy, Decision, Pruned
+from ctxlab.strategies.peers import library_version
+from ctxlab.tokens import TokenCounter
+
+__all__ = ["LangchainTrim", "from_langchain", "to_langchain"]
+
+PACKAGE = "langchain-core"
+
+
+def _langchain() -> Any:
+    try:
+        from langchain_core.messages import utils
+    except ImportError as exc:
+        raise MissingDependencyError(PACKAGE, "peers", "the langchain_trim strategy") from exc
+    return utils
+
+
+@dataclass(frozen=True, kw_only=True)
+class LangchainTrim(BaseStrategy):
+    """LangChain's ``trim_messages`` with ``max_tokens`` = the budget (needs the peers extra).
+
+    Attributes:
+        counter: ``"approximate"`` (LangChain's ``count_tokens_approximately``, its default)
+            or ``"exact"`` (the run's ctxlab counter over the whole list, reply priming
+            included).
+        strategy, include_system, start_on, end_on, allow_partial: passed to
+            ``trim_messages`` as they are.
+    """
+
+    name: ClassVar[str] = "langchain_trim"
+    counter: Literal["approximate", "exact"] = "approximate"
+    strategy: Literal["last", "first"] = "last"
+    include_system: bool = True
+    start_on: str | None = "human"
+    end_on: str | None = None
+    allow_partial: bool = False
+
+    def __post_init__(self) -> None:
+        _langchain()  # naming the strategy without the extra says which one to install
+
+    @classmethod
+    def library(cls) -> str:
+        """The library and version this adapter calls."""
+        return library_version(PACKAGE)
+
+    def trim_kwargs(self, counter: TokenCounter, originals: Sequence[Message]) -> dict[str, Any]:
+        """Keywords for ``trim_messages`` but ``max_tokens`` (the token counter included)."""
+        utils = _langchain()
+        token_counter: Any = utils.count_tokens_approximately
+        if self.counter == "exact":
+            by_id = {m.id: m for m in originals}
+
+            def token_counter(messages: list[Any]) -> int:
+                return counter.count_messages(from_langchain(messages, by_id))
+
+        kwargs: dict[str, Any] = {
+            "token_counter": token_counter,
+            "strategy": self.strategy,
+            "include_system": self.include_system,
+            "start_on": self.start_on,
+            "end_on": self.end_on,
+            "allow_partial": self.allow_partial,
+        }
+        return kwargs
+
+    def _prune(self, conversation: Conversation, budget: Budget, counter: TokenCounter) -> Pruned:
+        originals = conversation.messages
+        trimmed = _langchain().trim_messages(
+            to_langchain(originals),
+            max_tokens=budget.available,
+            **self.trim_kwargs(counter, originals),
+        )
+        sent = tuple(from_langchain(trimmed, {m.id: m for m in originals}))
+        return Pruned(
+            conversation=conversation,
+            messages=sent,
+            tokens=counter.count_messages(sent),
+            budget=budget,
+            strategy=self.label,
+            given_decisions=_decisions(originals, sent, self.label),
+        )
+
+    def _check(
+        self, original: Conversation, pruned: Pruned, budget: Budget, counter: TokenCounter
+    ) -> None:
+        pass  # measured by the violations metric, never enforced
+
+
+def to_langchain(messages: Sequence[Message]) -> list[Any]:
+    """LangChain messages for ctxlab ones, each carrying the original's id."""
+    lc = _langchain()
+    out: list[Any] = []
+    for m in messages:
+        if m.role == "system":
+            out.append(lc.SystemMessage(content=m.text, id=m.id))
+        elif m.role == "user":
+            out.append(lc.HumanMessage(content=m.text, id=m.id))
+        elif m.role == "tool":
+            out.append(lc.ToolMessage(content=m.text, id=m.id, tool_call_id=m.tool_call_id))
+        else:
+            calls = [{"name": c.name, "args": _args(c.arguments), "id": c.id} for c in m.tool_calls]
+            out.append(lc.AIMessage(content=m.text, id=m.id, tool_calls=calls))
+    return out
+
+
+def _args(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {"_raw": text}
+    return value if isinstance(value, dict) else {"_raw": text}
+
+
+def from_langchain(messages: Sequence[Any], by_id: dict[str, Message]) -> list[Message]:
+    """The originals behind LangChain messages, with the content LangChain left them."""
+    out = []
+    for lm in messages:
+        m = by_id[lm.id]
+        text = lm.content if isinstance(lm.content, str) else _join(lm.content)
+        out.append(m if text == m.text else m.replace(content=text))
+    return out
+
+
+def _join(parts: Sequence[Any]) -> str:
+    return "".join(p if isinstance(p, str) else str(p.get("text", "")) for p in parts)
+
+
+def _decisions(originals: Sequence[Message], sent: Sequence[Message], label: str) -> list[Decision]:
+    by_id = {m.id: m for m in sent}
+    out = []
+    for i, m in enumerate(originals):
+        other = by_id.get(m.id)
+        if other is None:
+            d = Decision(index=i, message_id=m.id, action="dropped", reason=f"trimmed by {label}")
+        elif other is m:
+            d = Decision(index=i, message_id=m.id, action="kept", reason=f"kept by {label}")
+        else:
+            why = f"cut by {label} (allow_partial)"
+            d = Decision(index=i, message_id=m.id, action="truncated", reason=why, into=m.id)
+        out.append(d)
+    return out
