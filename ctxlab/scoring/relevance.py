@@ -11,15 +11,14 @@ cosine values, are on one scale, so neither signal needs tuning against the othe
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from ctxlab.scoring._bm25 import Postings, query_weights, terms
+from ctxlab.scoring._bm25 import query_weights, terms
+from ctxlab.scoring.scorers import history_postings
 
 __all__ = ["RRF_K", "Embedder", "Ranking", "bm25_ranking", "dense_ranking", "fuse"]
 
@@ -27,10 +26,6 @@ __all__ = ["RRF_K", "Embedder", "Ranking", "bm25_ranking", "dense_ranking", "fus
 Embedder = Callable[[list[str]], npt.ArrayLike]
 FloatArray = npt.NDArray[np.float64]
 RRF_K = 60  # the constant of reciprocal rank fusion
-
-_INDEXES: OrderedDict[tuple[str, ...], Postings] = OrderedDict()
-_LOCK = threading.Lock()
-_KEEP = 16  # indexes kept: a run holds one conversation per worker at a time
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,27 +61,11 @@ def _ranks(scores: FloatArray, matched: npt.NDArray[np.bool_]) -> npt.NDArray[np
     return ranks
 
 
-def _index(corpus: tuple[str, ...]) -> Postings:
-    with _LOCK:
-        found = _INDEXES.get(corpus)
-        if found is not None:
-            _INDEXES.move_to_end(corpus)
-            return found
-    postings = Postings()
-    for text in corpus:
-        postings.add(terms(text))
-    with _LOCK:
-        _INDEXES[corpus] = postings
-        while len(_INDEXES) > _KEEP:
-            _INDEXES.popitem(last=False)
-    return postings
-
-
 def bm25_ranking(corpus: Sequence[str], query: str) -> Ranking:
     """BM25 (as `bm25s` scores it) of every document of `corpus` for `query`."""
     texts = tuple(corpus)
     weights = query_weights(terms(query))
-    raw = _index(texts).scores(weights) if texts else []
+    raw = history_postings(texts).scores(weights) if texts else []
     scores = np.asarray(raw, dtype=np.float64)
     return Ranking(scores=scores, ranks=_ranks(scores, scores > 0))
 
