@@ -225,3 +225,12 @@ def test_hybrid_retrieval_keeps_the_invariants_on_a_conversation(tmp_path, monke
         assert pruned is not None
         check(conv.with_messages((*conv.messages, message)), pruned, 2000, COUNTER)
         assert any("cosine" in d.reason for d in pruned.decisions)
+
+
+def test_an_embedder_returning_the_wrong_shape_is_a_usage_error() -> None:
+    def broken(texts: list[str]) -> np.ndarray:
+        return np.ones((1, 3))  # one row, whatever it is given
+
+    conv = _asked(CONV, applicable_questions(CONV)[0])
+    with pytest.raises(UsageError, match="one row per text"):
+        get_strategy("retrieve", embedder=broken).prune(conv, 2000, COUNTER)

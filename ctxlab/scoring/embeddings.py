@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ctxlab._config import data_dir, home_dir
-from ctxlab.errors import ConfigurationError, MissingDependencyError
+from ctxlab.errors import ConfigurationError, MissingDependencyError, UsageError
 
 __all__ = ["CachedEmbedder", "MiniLM", "resolve_embedder"]
 
@@ -125,7 +125,7 @@ class CachedEmbedder:
             if missing:
                 fresh = np.asarray(self._embed(list(missing.values())), dtype=np.float32)
                 if fresh.ndim != 2 or fresh.shape[0] != len(missing):
-                    raise ValueError(
+                    raise UsageError(
                         f"embedder {self.name!r} returned shape {fresh.shape} for "
                         f"{len(missing)} texts; it must return one row per text"
                     )

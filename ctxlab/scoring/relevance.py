@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from ctxlab.errors import UsageError
 from ctxlab.scoring._bm25 import query_weights, terms
 from ctxlab.scoring.scorers import history_postings
 
@@ -78,7 +79,7 @@ def dense_ranking(embed: Embedder, corpus: Sequence[str], query: str) -> Ranking
         return Ranking(scores=empty, ranks=np.zeros(0, dtype=np.int64))
     vectors = np.asarray(embed([*texts, query]), dtype=np.float64)
     if vectors.ndim != 2 or vectors.shape[0] != len(texts) + 1:
-        raise ValueError(
+        raise UsageError(
             f"the embedder returned shape {vectors.shape} for {len(texts) + 1} texts; "
             "it must return one row per text"
         )

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from ctxlab.budget import Budget
 from ctxlab.errors import BudgetUnreachableError, UsageError
+from ctxlab.invariants import must_keep
 from ctxlab.messages import Conversation, Message
 from ctxlab.pruned import Action, Decision, Pruned
 from ctxlab.strategies._tool_units import Unit, units_of
@@ -55,9 +56,8 @@ class EvidenceOracle(BaseStrategy):
         msgs = conversation.messages
         counts = counter.count_many(msgs)
         units, tracker = units_of(msgs, counts)
-        system = next((i for i, m in enumerate(msgs) if m.role == "system"), None)
-        user = next((i for i in range(len(msgs) - 1, -1, -1) if _is_user_turn(msgs[i])), None)
-        forced = [i for i in (system, user) if i is not None]
+        pins = must_keep(msgs)
+        user, forced = pins.user, list(pins.indices)
         required = _REPLY_PRIMING + sum(counts[i] for i in forced)
         if required > budget.available:
             raise BudgetUnreachableError(required, budget.available, "first system + newest user")
@@ -112,10 +112,6 @@ def _category(question: Mapping[str, Any]) -> int:
         return int(question.get("category") or 0)
     except (TypeError, ValueError):
         return 0
-
-
-def _is_user_turn(m: Message) -> bool:
-    return m.role == "user" and not m.is_tool_output
 
 
 def _decisions(

@@ -20,6 +20,7 @@ from typing import ClassVar
 
 from ctxlab.budget import Budget
 from ctxlab.errors import BudgetUnreachableError
+from ctxlab.invariants import must_keep
 from ctxlab.messages import Conversation, Message
 from ctxlab.scoring import Pins, PrefixScores, Scorer, default_scorer, prefix_scores
 from ctxlab.strategies._branches import History, per_budget
@@ -132,9 +133,7 @@ class _Ranked:
         else:
             counts, units, tracker = grouped
         self.units = units
-        system = next((i for i, m in enumerate(msgs) if m.role == "system"), None)
-        user = next((i for i in range(len(msgs) - 1, -1, -1) if _is_user_turn(msgs[i])), None)
-        self.forced = [i for i in (system, user) if i is not None]
+        self.forced = list(must_keep(msgs).indices)
         self.required = _REPLY_PRIMING + sum(counts[i] for i in self.forced)
         self.unit_score = {
             id(u): scores[u.start] if len(u.members) == 1 else max(scores[i] for i in u.members)
@@ -171,10 +170,6 @@ class _Ranked:
             strategy=label,
             decide=lambda: _decisions(msgs, units, chosen, score, forced, reasons),
         )
-
-
-def _is_user_turn(m: Message) -> bool:
-    return m.role == "user" and not m.is_tool_output
 
 
 def _decisions(

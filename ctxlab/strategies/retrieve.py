@@ -20,6 +20,7 @@ import numpy as np
 
 from ctxlab.budget import Budget
 from ctxlab.errors import BudgetUnreachableError, UsageError
+from ctxlab.invariants import must_keep
 from ctxlab.messages import Conversation, Message
 from ctxlab.pruned import Action, Decision, Pruned
 from ctxlab.scoring.relevance import Embedder, Ranking, bm25_ranking, dense_ranking, fuse
@@ -141,7 +142,7 @@ class Retrieve(BaseStrategy):
 
     def _ranking(self, msgs: Sequence[Message]) -> Ranking | None:
         """Relevance of every message but the query to the query (None without a query)."""
-        user = _newest_user(msgs)
+        user = must_keep(msgs).user
         if user is None:
             return None
         query = msgs[user].text
@@ -166,8 +167,7 @@ class _Request:
         self.conversation = branch.conversation
         self.units = branch.units
         self.ranking = ranking
-        system = next((i for i, m in enumerate(msgs) if m.role == "system"), None)
-        self.forced = [i for i in (system, _newest_user(msgs)) if i is not None]
+        self.forced = list(must_keep(msgs).indices)
         self.required = _REPLY_PRIMING + sum(branch.counts[i] for i in self.forced)
         forced = set(self.forced)
         self.candidates = [u for u in branch.units if u.state == "ok" and u.start not in forced]
@@ -261,14 +261,6 @@ def _recent(candidates: list[Unit], share: int) -> tuple[list[Unit], int]:
         chosen.append(unit)
         used += unit.cost
     return chosen, used
-
-
-def _newest_user(msgs: Sequence[Message]) -> int | None:
-    return next((i for i in range(len(msgs) - 1, -1, -1) if _is_user_turn(msgs[i])), None)
-
-
-def _is_user_turn(m: Message) -> bool:
-    return m.role == "user" and not m.is_tool_output
 
 
 def _fmt(score: float) -> str:

@@ -16,8 +16,9 @@ from typing import Any, ClassVar, Literal
 from ctxlab.budget import Budget
 from ctxlab.errors import MissingDependencyError
 from ctxlab.messages import Conversation, Message
-from ctxlab.strategies.base import BaseStrategy, Decision, Pruned
+from ctxlab.strategies.base import BaseStrategy, Pruned
 from ctxlab.strategies.peers import library_version
+from ctxlab.strategies.peers._decisions import decisions
 from ctxlab.tokens import TokenCounter
 
 __all__ = ["LangchainTrim", "from_langchain", "to_langchain"]
@@ -95,7 +96,7 @@ class LangchainTrim(BaseStrategy):
             tokens=counter.count_messages(sent),
             budget=budget,
             strategy=self.label,
-            given_decisions=_decisions(originals, sent, self.label),
+            given_decisions=decisions(originals, sent, self.label, "cut"),
         )
 
     def _check(
@@ -141,19 +142,3 @@ def from_langchain(messages: Sequence[Any], by_id: dict[str, Message]) -> list[M
 
 def _join(parts: Sequence[Any]) -> str:
     return "".join(p if isinstance(p, str) else str(p.get("text", "")) for p in parts)
-
-
-def _decisions(originals: Sequence[Message], sent: Sequence[Message], label: str) -> list[Decision]:
-    by_id = {m.id: m for m in sent}
-    out = []
-    for i, m in enumerate(originals):
-        other = by_id.get(m.id)
-        if other is None:
-            d = Decision(index=i, message_id=m.id, action="dropped", reason=f"trimmed by {label}")
-        elif other is m:
-            d = Decision(index=i, message_id=m.id, action="kept", reason=f"kept by {label}")
-        else:
-            why = f"cut by {label} (allow_partial)"
-            d = Decision(index=i, message_id=m.id, action="truncated", reason=why, into=m.id)
-        out.append(d)
-    return out

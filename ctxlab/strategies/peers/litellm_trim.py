@@ -24,8 +24,9 @@ from ctxlab.budget import Budget
 from ctxlab.errors import ConfigurationError, MissingDependencyError
 from ctxlab.formats.openai_chat import to_openai
 from ctxlab.messages import Conversation, Message
-from ctxlab.strategies.base import BaseStrategy, Decision, Pruned
+from ctxlab.strategies.base import BaseStrategy, Pruned
 from ctxlab.strategies.peers import library_version
+from ctxlab.strategies.peers._decisions import decisions
 from ctxlab.tokens import TokenCounter
 
 __all__ = ["LitellmTrim", "litellm_trim_messages"]
@@ -83,7 +84,7 @@ class LitellmTrim(BaseStrategy):
             tokens=counter.count_messages(sent),
             budget=budget,
             strategy=self.label,
-            given_decisions=_decisions(originals, sent, self.label),
+            given_decisions=decisions(originals, sent, self.label, "shortened"),
         )
 
     def _check(
@@ -152,19 +153,3 @@ def _text(d: dict[str, Any]) -> str:
 def _with_content(m: Message, d: dict[str, Any]) -> Message:
     text = _text(d)
     return m if text == m.text else m.replace(content=text)
-
-
-def _decisions(originals: Sequence[Message], sent: Sequence[Message], label: str) -> list[Decision]:
-    by_id = {m.id: m for m in sent}
-    out = []
-    for i, m in enumerate(originals):
-        other = by_id.get(m.id)
-        if other is None:
-            d = Decision(index=i, message_id=m.id, action="dropped", reason=f"trimmed by {label}")
-        elif other is m:
-            d = Decision(index=i, message_id=m.id, action="kept", reason=f"kept by {label}")
-        else:
-            why = f"shortened by {label}"
-            d = Decision(index=i, message_id=m.id, action="truncated", reason=why, into=m.id)
-        out.append(d)
-    return out
