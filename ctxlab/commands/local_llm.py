@@ -35,8 +35,10 @@ def run(args: argparse.Namespace) -> int:
         port=args.port or None, host=args.host, n_ctx=args.n_ctx, n_threads=args.threads
     )
     print(f"starting the local LLM server (log: {server.log_path})...", file=sys.stderr)
-    # SIGTERM (a plain `kill`) must stop the server too, not orphan it.
+    # SIGTERM (a plain `kill`) must stop the server too, not orphan it; SIGINT is set
+    # explicitly because a process started in the background inherits it ignored.
     previous = signal.signal(signal.SIGTERM, _interrupt)
+    previous_int = signal.signal(signal.SIGINT, _interrupt)
     try:
         server.start()
         print(_banner(server), flush=True)
@@ -46,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         server.stop()
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
     return status
 
 
