@@ -190,6 +190,7 @@ def test_questions_with_evidence_beyond_a_prefix_never_apply() -> None:
     assert math.isnan(df["evidence_recall_temporal"].iloc[1])  # q4 is not asked
     # At the prefix's end q1, q2 and q5 (no evidence: the end) apply; none is sent whole.
     assert df["answer_presence"].tolist() == [0.0, 0.0]
+    assert df["answer_questions"].tolist() == [1, 3]  # q1; q1, q2 and q5
     whole = _run(prefix, LastN(n=99), ["answer_presence"], [3])
     # All three present ("tower red" straddles D0|D1); counting q4 ("blue whale", cut off)
     # would give 3 of 4, and q6 would be a fifth.

@@ -173,19 +173,39 @@ class AnswerPresence(ProbeMetric):
     context text (the `full_text` of the context's messages joined by whitespace), so
     summaries and truncated messages count too. Category 5 and questions without an answer
     are excluded. A question applies under the rule of `EvidenceRecall` (all its evidence at
-    or before the probe), one without evidence at the end only. NaN when no question
-    applies.
+    or before the probe), one without evidence at the end only, so at the end this share can
+    be over more questions than `evidence_recall`'s. ``answer_questions`` is the number of
+    questions it is over. NaN (and no count) when no question applies.
     """
 
     name: ClassVar[str] = "answer_presence"
     by_context: ClassVar[bool] = True
 
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The share and the number of questions it is over."""
+        return ("answer_presence", "answer_questions")
+
+    def compute(self, cell: Cell) -> Values:
+        """The share and the count at every probe, once per distinct context."""
+        known: dict[Any, tuple[float, float]] = cell.facts.memo("probe_values", lambda _: {})
+        rows = []
+        for p in cell.probes:
+            if p.pruned is None:
+                rows.append((NAN, NAN))
+                continue
+            key = (self, p.context_key)
+            if key not in known:
+                known[key] = self._at(cell, p)
+            rows.append(known[key])
+        return {"answer_presence": [r[0] for r in rows], "answer_questions": [r[1] for r in rows]}
+
     def applies(self, conversation: Conversation) -> bool:
         """Conversations with LoCoMo questions."""
         return _has_questions(conversation)
 
-    def value(self, cell: Cell, probe: Probe) -> float:
-        """Share of applying questions whose normalised answer occurs in the context."""
+    def _at(self, cell: Cell, probe: Probe) -> tuple[float, float]:
+        """(share of applying questions whose normalised answer occurs, their number)."""
         facts = cell.facts
         qs = facts.memo("locomo.questions", _questions)
         ans: Answers = facts.memo("locomo.answers", lambda f: answers(f, qs.patterns))
@@ -194,9 +214,10 @@ class AnswerPresence(ProbeMetric):
         applying &= np.where(qs.n_evidence > 0, qs.last < probe.k, at_end)
         applying &= _asked(probe, len(qs.category))
         if not applying.any():
-            return NAN
+            return NAN, NAN
         present = np.zeros(len(qs.patterns), dtype=np.bool_)
         present[ans.within_q[probe.kept[ans.within_m]]] = True
         if (applying & ~present).any():
             search_context(ans, facts, probe, applying, present)
-        return np.count_nonzero(present & applying) / np.count_nonzero(applying)
+        n = np.count_nonzero(applying)
+        return np.count_nonzero(present & applying) / n, float(n)
