@@ -190,8 +190,11 @@ def test_metrics_on_a_cut_short_conversation_match_brute_force(tmp_path: Path) -
     assert (k, len(within)) == (58, 20)  # measured on conv-26
     assert end["evidence_questions"].tolist() == [20.0] * 4
     # Answer presence also counts, at the end, the two questions that have no evidence.
-    no_evidence = [q for q in whole.annotations["questions"]
-                   if q["category"] != 5 and not q["evidence"] and q.get("answer") is not None]
+    no_evidence = [
+        q
+        for q in whole.annotations["questions"]
+        if q["category"] != 5 and not q["evidence"] and q.get("answer") is not None
+    ]
     assert end["answer_questions"].tolist() == [20.0 + len(no_evidence)] * 4 == [22.0] * 4
 
 
