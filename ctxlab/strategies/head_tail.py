@@ -24,6 +24,10 @@ class HeadTail(WindowStrategy):
     - A tool call and its results are kept or dropped together.
     - Raises `BudgetUnreachableError` when, and only when, the first system message and the
       newest user message alone exceed the budget.
+
+    Attributes:
+        head: how many messages after the first system message to keep from the start (the
+            task statement, usually), at least 0.
     """
 
     name: ClassVar[str] = "head_tail"

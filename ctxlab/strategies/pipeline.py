@@ -63,6 +63,9 @@ class Pipeline(BaseStrategy):
     restarts the walk. What stays per probe: the first step itself (masking rewrites the whole
     prefix), the steps after the summary (they see only the short summarized context), and the
     decisions, which are composed per probe when they are read.
+
+    Attributes:
+        steps: the strategies applied in order (strategies or registry names).
     """
 
     name: ClassVar[str] = "pipeline"

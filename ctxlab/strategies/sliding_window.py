@@ -32,6 +32,14 @@ class SlidingWindow(ChunkedWindow):
       ``trigger`` × the message (turn) limit; then it is cut once, down to ``target`` × both.
     - Raises `BudgetUnreachableError` when, and only when, the first system message and the
       newest user message alone exceed the budget.
+
+    Attributes:
+        max_messages: how many of the newest messages the window holds (None: 20, unless
+            `max_turns` is set).
+        max_turns: how many of the newest user turns the window holds instead (None: count
+            messages).
+        trigger: share of the budget (and of the limit) at which the window is cut, in (0, 1].
+        target: share the window is cut down to, in (0, trigger]; None: trigger (no chunks).
     """
 
     name: ClassVar[str] = "sliding_window"

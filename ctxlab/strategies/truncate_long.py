@@ -35,6 +35,11 @@ class TruncateLong(RewriteStrategy):
     - The first system message and the newest user message are never truncated.
     - Then `fallback` (default `token_window`) enforces the budget and the other invariants;
       with ``fallback=None`` nothing is dropped and the budget is not enforced (for pipelines).
+
+    Attributes:
+        max_tokens_per_message: the cap: a longer message is cut in the middle down to it.
+        fallback: the strategy that then fits the budget (default `token_window`); None
+            enforces no budget.
     """
 
     name: ClassVar[str] = "truncate_long"

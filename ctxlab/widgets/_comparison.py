@@ -8,6 +8,7 @@ sliced for each filter, which keeps the pickers quick on big reports.
 
 from __future__ import annotations
 
+import base64
 import html
 import io
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from ctxlab.errors import CtxlabError
 from ctxlab.lab.plots import strategy_styles
 from ctxlab.lab.report import KEYS, MIN_UNITS, Report
 from ctxlab.messages import Conversation
+from ctxlab.widgets._snapshot import snapshot_box, snapshot_frame
 
 __all__ = ["Comparison"]
 
@@ -84,7 +86,7 @@ class Comparison:
         for name in ("point", "conv", "open_button", "opened"):
             getattr(self, name).add_class(f"ctxlab-{name.replace('_', '-')}")
         self.open_button.on_click(self.open)
-        self.box = w.VBox([
+        self.box = snapshot_box(w, [
             w.HBox([pickers, self.budgets, self.strategy]),
             w.HBox([self.folder, self.export_button, self.exported]),
             w.HBox([self.point, self.conv, self.open_button]),
@@ -93,9 +95,28 @@ class Comparison:
             self.plot,
             self.table,
             self.detail,
-        ])  # fmt: skip
+        ], self.snapshot, self.describe)  # fmt: skip
         self.box.add_class("ctxlab-comparison")
         self.refresh()
+
+    def describe(self) -> str:
+        """One line naming what is shown: dataset, axes, budgets."""
+        budgets = ", ".join(f"{b:,}" for b in self.budgets.value)
+        return (
+            f"ctxlab comparison: {self.dataset.value}, {self.y.value} against {self.x.value} "
+            f"at budgets {budgets}"
+        )
+
+    def snapshot(self) -> str:
+        """The view as static HTML: the frontier line, the plot, the tables."""
+        plot = ""
+        if self.plot.value:
+            data = base64.b64encode(self.plot.value).decode("ascii")
+            width = html.escape(str(self.plot.layout.width or ""))
+            plot = (f"<img src='data:image/png;base64,{data}' alt='Pareto plot' "
+                    f"style='width:{width};max-width:100%'>")  # fmt: skip
+        return snapshot_frame(self.describe(), [self.status.value, plot, self.table.value,
+                                                self.detail.value])  # fmt: skip
 
     def _default_y(self) -> None:
         from ctxlab.lab.plots import RETENTION

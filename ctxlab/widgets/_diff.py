@@ -19,6 +19,7 @@ from ctxlab.pruned import Pruned
 from ctxlab.strategies.base import Strategy
 from ctxlab.tokens import TokenCounter
 from ctxlab.widgets._html import ACTION_COLOURS, NO_MATH
+from ctxlab.widgets._snapshot import snapshot_box, snapshot_frame
 
 __all__ = ["Diff", "diff_html", "differences"]
 
@@ -94,9 +95,22 @@ class Diff:
         for name in ("a", "b", "budget", "all", "view"):
             getattr(self, name).add_class(f"ctxlab-diff-{name}")
             getattr(self, name).observe(self.refresh, names="value")
-        self.box = w.VBox([w.HBox([self.a, self.b, self.budget, self.all]), self.view])
+        controls = w.HBox([self.a, self.b, self.budget, self.all])
+        self.box = snapshot_box(w, [controls, self.view], self.snapshot, self.describe)
         self.box.add_class("ctxlab-diff")
         self.refresh()
+
+    def describe(self) -> str:
+        """One line naming what is shown: the two strategies, the conversation, the budget."""
+        return (
+            f"ctxlab diff: {self.a.value} against {self.b.value} on {self.conv.id} at budget "
+            f"{self.budget.value:,}"
+        )
+
+    def snapshot(self) -> str:
+        """The view as static HTML."""
+        view = f"<div style='max-height:600px;overflow:auto'>{self.view.value}</div>"
+        return snapshot_frame(self.describe(), [view])
 
     def refresh(self, _change: object = None) -> None:
         """Prune with both strategies at the budget and redraw."""

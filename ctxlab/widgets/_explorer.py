@@ -8,21 +8,22 @@ so after the first update only the strategy's own work is left.
 
 from __future__ import annotations
 
-import dataclasses
 import html
 import time
-import types
-import typing
-from collections.abc import Mapping, Sequence
+import uuid
+from collections.abc import Sequence
 from typing import Any
 
-from ctxlab.errors import BudgetUnreachableError, CtxlabError, UsageError
+from ctxlab.errors import BudgetUnreachableError, CtxlabError
 from ctxlab.lab._questions import applicable_questions, question_message
 from ctxlab.lab.report import Report
 from ctxlab.messages import Conversation
+from ctxlab.strategies._params import parameter_help
 from ctxlab.strategies.base import Pruned, Strategy
 from ctxlab.tokens import TokenCounter
 from ctxlab.widgets import _html
+from ctxlab.widgets._form import editable_fields, editor, help_html, read, rebuild
+from ctxlab.widgets._snapshot import snapshot_box, snapshot_frame
 
 __all__ = ["Explorer"]
 
@@ -63,77 +64,6 @@ def _label(column: str) -> str:
     from ctxlab.lab.plots import LABELS
 
     return LABELS.get(column, column.replace("_", " "))
-
-
-def _editable_fields(strategy: Strategy) -> dict[str, tuple[Any, tuple[Any, ...] | None]]:
-    """The parameters a form can edit: name -> (current value, choices or None).
-
-    Numbers, booleans, texts, choices (``Literal``) and optional ints are editable; nested
-    strategies, scorers and callables are left to code.
-    """
-    target: Any = strategy
-    if not dataclasses.is_dataclass(target):
-        return {}
-    try:
-        hints = typing.get_type_hints(type(target))
-    except (NameError, TypeError):
-        hints = {}
-    out: dict[str, tuple[Any, tuple[Any, ...] | None]] = {}
-    for f in dataclasses.fields(target):
-        if not (f.init and f.repr):
-            continue
-        value, hint = getattr(strategy, f.name), hints.get(f.name)
-        if typing.get_origin(hint) is typing.Literal:
-            out[f.name] = (value, typing.get_args(hint))
-        elif hint in (bool, int, float, str) or _optional_int(hint):
-            out[f.name] = (value, None)
-    return out
-
-
-def _optional_int(hint: Any) -> bool:
-    origin = typing.get_origin(hint)
-    union = origin is typing.Union or origin is types.UnionType
-    return union and set(typing.get_args(hint)) == {int, type(None)}
-
-
-def _editor(w: Any, name: str, value: Any, choices: tuple[Any, ...] | None) -> Any:
-    """One form control for a parameter (an optional int is a text box: empty means None)."""
-    if choices is not None:
-        return w.Dropdown(options=list(choices), value=value, description=name)
-    if isinstance(value, bool):
-        return w.Checkbox(value=value, description=name, indent=False)
-    if isinstance(value, int):
-        return w.IntText(value=value, description=name)
-    if isinstance(value, float):
-        return w.FloatText(value=value, description=name)
-    text = "" if value is None else str(value)
-    return w.Text(value=text, description=name, placeholder="none")
-
-
-def _read(control: Any, current: Any) -> Any:
-    if not isinstance(control.value, str) or isinstance(current, str):
-        return control.value
-    text = control.value.strip()
-    if not text or text.lower() == "none":
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise UsageError(f"{control.description} must be a whole number or empty") from None
-
-
-def _rebuild(strategy: Strategy, values: Mapping[str, Any]) -> Strategy:
-    """The strategy with some parameters changed.
-
-    Raises:
-        UsageError: a value the strategy rejects (the message says which).
-    """
-    if not values:
-        return strategy
-    try:
-        return typing.cast(Strategy, dataclasses.replace(typing.cast(Any, strategy), **values))
-    except (TypeError, ValueError) as exc:
-        raise UsageError(f"bad parameters for {strategy.label}: {exc}") from exc
 
 
 def _slider(w: Any, budgets: Sequence[int] | None) -> Any:
@@ -182,6 +112,7 @@ class Explorer:
         # Slow strategies (no incremental replay) stay interactive with the metrics off.
         self.measure = w.Checkbox(value=True, description="measure the replay", indent=False)
         self.params = w.HBox(layout=w.Layout(flex_flow="row wrap"))  # never off-screen
+        self.help = w.HTML()  # each parameter's help, from the strategy's docstring
         self.status, self.bar, self.metrics = w.HTML(), w.HTML(), w.HTML()
         self.panel, self.view = w.HTML(), w.HTML()
         # The conversation scrolls inside its own box so the controls above stay in sight.
@@ -211,26 +142,53 @@ class Explorer:
             "params",
             "status",
             "measure",
+            "help",
         ):
             getattr(self, name).add_class(f"ctxlab-{name}")
         for name, widget in (("tokens", self.bar), ("metrics", self.metrics)):
             widget.add_class(f"ctxlab-{name}")
         self.panel.add_class("ctxlab-evidence")
         self.view.add_class("ctxlab-view")
+        # Element ids of the view's rows, unique to this explorer (several may share a page).
+        self.anchors = f"ctxlab-{uuid.uuid4().hex[:10]}"
 
     def _layout(self) -> Any:
         w = self.w
         side = w.VBox([self.question, self.ask, self.panel], layout=w.Layout(width="60%"))
-        box = w.VBox([
+        box = snapshot_box(w, [
             w.HBox([self.conversation, self.strategy]),
             w.HBox([self.budget, self.measure, self.status]),
             self.params,
+            self.help,
             self.bar,
             w.HBox([w.VBox([self.metrics], layout=w.Layout(width="40%")), side]),
             self.view,
-        ])  # fmt: skip
+        ], self.snapshot, self.describe)  # fmt: skip
         box.add_class("ctxlab-explorer")
         return box
+
+    def describe(self) -> str:
+        """One line naming what is shown: conversation, strategy, budget (and question)."""
+        q = self.question.value
+        asked = f", question {q}" if q is not None and q >= 0 else ""
+        return (
+            f"ctxlab explorer: {self.current_label()} on {self.conv.id} at budget "
+            f"{self.budget.value:,}{asked}"
+        )
+
+    def current_label(self) -> str:
+        """The label of the strategy with the form's parameters (the base one if they fail)."""
+        try:
+            return self.current_strategy().label
+        except CtxlabError:
+            return str(self.strategy.value)
+
+    def snapshot(self) -> str:
+        """The view as static HTML: what the widgets show now, without the controls."""
+        error = self.status.value if self.pruned is None else ""
+        view = f"<div style='max-height:600px;overflow:auto'>{self.view.value}</div>"
+        parts = [error, self.bar.value, self.metrics.value, self.panel.value, view]
+        return snapshot_frame(self.describe(), parts)
 
     @property
     def conv(self) -> Conversation:
@@ -263,11 +221,15 @@ class Explorer:
         self.refresh()
 
     def _on_strategy(self, _change: object = None, *, refresh: bool = True) -> None:
-        fields = _editable_fields(self.choices[self.strategy.value])
-        self.editors = {name: _editor(self.w, name, v, c) for name, (v, c) in fields.items()}
-        for control in self.editors.values():
+        strategy = self.choices[self.strategy.value]
+        fields = editable_fields(strategy)
+        helps = parameter_help(type(strategy))
+        self.editors = {name: editor(self.w, name, v, c) for name, (v, c) in fields.items()}
+        for name, control in self.editors.items():
+            control.tooltip = helps.get(name)
             control.observe(self.refresh, names="value")
         self.params.children = list(self.editors.values())
+        self.help.value = help_html(strategy, helps)
         if refresh:
             self.refresh()
 
@@ -293,9 +255,9 @@ class Explorer:
     def current_strategy(self) -> Strategy:
         """The chosen strategy with the form's parameters."""
         base = self.choices[self.strategy.value]
-        fields = _editable_fields(base)
-        values = {n: _read(c, fields[n][0]) for n, c in self.editors.items()}
-        return _rebuild(base, {n: v for n, v in values.items() if v != fields[n][0]})
+        fields = editable_fields(base)
+        values = {n: read(c, fields[n][0]) for n, c in self.editors.items()}
+        return rebuild(base, {n: v for n, v in values.items() if v != fields[n][0]})
 
     def refresh(self, _change: object = None) -> None:
         """Prune and measure the current choice, then redraw."""
@@ -354,8 +316,14 @@ class Explorer:
         q = questions[self.question.value] if self.question.value >= 0 else None
         evidence = [str(e) for e in (q or {}).get("evidence") or ()]
         self.bar.value = _html.token_bar_html(self.pruned, self.counter)
-        self.panel.value = _html.question_html(self.pruned, q) if q is not None else ""
-        self.view.value = _html.pruned_html(self.pruned, counter=self.counter, highlight=evidence)
+        self.panel.value = (
+            _html.question_html(self.pruned, q, anchors=self.anchors) if q is not None else ""
+        )
+        # Every row, however long the conversation: the view scrolls, and the evidence links
+        # must find their rows.
+        rows = len(self.pruned.conversation.messages) + len(self.pruned.messages)
+        self.view.value = _html.pruned_html(self.pruned, counter=self.counter, max_rows=rows,
+                                            highlight=evidence, anchors=self.anchors)  # fmt: skip
 
 
 def _ms(start: float, end: float) -> str:

@@ -21,7 +21,14 @@ from ctxlab.tokens import TokenCounter, get_counter
 if TYPE_CHECKING:
     from ctxlab.pruned import Decision, Pruned
 
-__all__ = ["conversation_html", "pruned_html", "question_html", "token_bar_html", "token_parts"]
+__all__ = [
+    "anchor_id",
+    "conversation_html",
+    "pruned_html",
+    "question_html",
+    "token_bar_html",
+    "token_parts",
+]
 
 ROLE_COLOURS = {"system": "#7f8c8d", "user": "#2f6fdb", "assistant": "#2e9d5b", "tool": "#c07a12"}
 ACTION_COLOURS = {
@@ -85,6 +92,7 @@ def pruned_html(
     counter: TokenCounter | None = None,
     max_rows: int = 400,
     highlight: Collection[str] = (),
+    anchors: str = "",
 ) -> str:
     """A pruning result as HTML: every original message coloured by its decision.
 
@@ -96,6 +104,8 @@ def pruned_html(
         counter: counter for the per-message numbers (default: ``get_counter()``).
         max_rows: show at most this many rows (the first and last halves).
         highlight: ids of original messages to outline and tag (e.g. a question's evidence).
+        anchors: when set, each original message's row gets the element id
+            ``anchor_id(anchors, message id)``, the target of `question_html`'s links.
     """
     counter = counter or get_counter()
     originals = pruned.conversation.messages
@@ -104,9 +114,10 @@ def pruned_html(
     sent = {m.id: m for m in pruned.messages}
     rows = _synthetic_rows(pruned.messages, {m.id for m in originals}, counter)
     marked = frozenset(highlight)
+    ids = [anchor_id(anchors, m.id) if anchors else "" for m in originals]
     decided = [
-        _decision_row(m, d, counts[m.id], sent.get(m.id), counter, m.id in marked)
-        for m, d in zip(originals, pruned.decisions, strict=True)
+        _decision_row(m, d, counts[m.id], sent.get(m.id), counter, m.id in marked, anchor)
+        for m, d, anchor in zip(originals, pruned.decisions, ids, strict=True)
     ]
     rows_ordered = _interleave(originals, decided, rows, pruned.messages)
     actions: Counter[str] = Counter(d.action for d in pruned.decisions)
@@ -128,6 +139,7 @@ def _decision_row(
     sent: Message | None,
     counter: TokenCounter,
     marked: bool = False,
+    anchor: str = "",
 ) -> str:
     reason = f"{d.action}: {d.reason}" + (f" (score {d.score:.3g})" if d.score is not None else "")
     tags = [*_role_tags(m), reason, *(["evidence"] if marked else [])]
@@ -135,9 +147,9 @@ def _decision_row(
     if d.action in ("masked", "truncated") and sent is not None:
         extra = _fold("original", m.text, force=True)
         tags = [*tags, f"was {tokens:,}"]
-        return _row(sent, counter.count(sent), colour, tags, extra, marked=marked)
+        return _row(sent, counter.count(sent), colour, tags, extra, marked=marked, anchor=anchor)
     faded = d.action in ("dropped", "summarized")
-    return _row(m, tokens, colour, tags, faded=faded, marked=marked)
+    return _row(m, tokens, colour, tags, faded=faded, marked=marked, anchor=anchor)
 
 
 def _synthetic_rows(
@@ -196,6 +208,7 @@ def _row(
     faded: bool = False,
     dashed: bool = False,
     marked: bool = False,
+    anchor: str = "",
 ) -> str:
     border = f"3px {'dashed' if dashed else 'solid'} {colour}"
     style = f"border-left:{border};background:{colour}14;padding:3px 8px;margin:2px 0;" + (
@@ -212,7 +225,8 @@ def _row(
         f"<span style='{_MONO};opacity:0.7'>{escape(m.id)}</span> · {tokens:,} tok{tag_html}</div>"
     )
     body = _fold("", m.text) if m.text else ""
-    return f"<div style='{style}'>{header}{body}{_calls(m)}{extra}</div>"
+    where = f" id='{escape(anchor)}'" if anchor else ""
+    return f"<div{where} style='{style}'>{header}{body}{_calls(m)}{extra}</div>"
 
 
 def _calls(m: Message) -> str:
@@ -322,8 +336,30 @@ _DECISION_WORDS = {
 }
 
 
-def question_html(pruned: Pruned, question: Mapping[str, Any]) -> str:
-    """A LoCoMo question, its gold answer, and what became of each of its evidence turns."""
+def anchor_id(anchors: str, message_id: str) -> str:
+    """The element id of a message's row in a view drawn with ``anchors``."""
+    return f"{anchors}-{message_id}"
+
+
+def _jump(anchors: str, message_id: str) -> str:
+    """A link that scrolls the row of `message_id` into the middle of its scrolling box."""
+    target = escape(anchor_id(anchors, message_id))
+    script = (
+        "var e=document.getElementById(this.getAttribute('href').slice(1));"
+        "if(e){e.scrollIntoView({block:'center'});return false;}"
+    )
+    return (
+        f"<a class='ctxlab-jump' href='#{target}' onclick=\"{script}\" "
+        f"title='scroll the view to this turn' style='{_MONO}'>{escape(message_id)} ↓</a>"
+    )
+
+
+def question_html(pruned: Pruned, question: Mapping[str, Any], *, anchors: str = "") -> str:
+    """A LoCoMo question, its gold answer, and what became of each of its evidence turns.
+
+    With `anchors` (the value given to `pruned_html` for the view beside it), each evidence
+    turn that is in the conversation is a link that scrolls the view to it.
+    """
     by_id = {d.message_id: d for d in pruned.decisions}
     evidence = [str(e) for e in question.get("evidence") or ()]
     rows = []
@@ -336,10 +372,9 @@ def question_html(pruned: Pruned, question: Mapping[str, Any]) -> str:
         mark = "✓" if d is not None and d.action == "kept" else "✗"
         # The reason carries a retrieval score and rank where the strategy ranked the turn.
         why = f" <span style='color:#666'>({escape(d.reason)})</span>" if d and d.reason else ""
-        rows.append(
-            f"<li><span style='{_MONO}'>{escape(e)}</span> "
-            f"<b style='color:{colour}'>{mark} {escape(word)}</b>{why}</li>"
-        )
+        name = _jump(anchors, e) if anchors and d is not None else (
+            f"<span style='{_MONO}'>{escape(e)}</span>")  # fmt: skip
+        rows.append(f"<li>{name} <b style='color:{colour}'>{mark} {escape(word)}</b>{why}</li>")
     kept = sum(1 for e in evidence if e in by_id and by_id[e].action == "kept")
     text, answer = str(question.get("question", "")), str(question.get("answer", ""))
     head = (
