@@ -43,6 +43,8 @@ _METRICS: tuple[tuple[str, str], ...] = (
     ("extra_output_tokens_total", "{:,.0f}"),
 )
 _NO_VALUE = "n/a"
+#: Rows of the conversation a saved notebook's picture lists (the first and last halves).
+SNAPSHOT_ROWS = 40
 
 
 def _metrics_html(report: Report) -> str:
@@ -184,11 +186,24 @@ class Explorer:
             return str(self.strategy.value)
 
     def snapshot(self) -> str:
-        """The view as static HTML: what the widgets show now, without the controls."""
-        error = self.status.value if self.pruned is None else ""
-        view = f"<div style='max-height:600px;overflow:auto'>{self.view.value}</div>"
-        parts = [error, self.bar.value, self.metrics.value, self.panel.value, view]
+        """The view as static HTML: what the widgets show now, without the controls.
+
+        Static renderers drop the view's scrolling box, so the picture lists only the first
+        and the last messages (`SNAPSHOT_ROWS` rows in all), the picked question's evidence
+        outlined where it is among them; the question panel says what became of each.
+        """
+        if self.pruned is None:
+            return snapshot_frame(self.describe(), [self.status.value])
+        view = _html.pruned_html(self.pruned, counter=self.counter, max_rows=SNAPSHOT_ROWS,
+                                 highlight=self._evidence())  # fmt: skip
+        parts = [self.bar.value, self.metrics.value, self.panel.value, view]
         return snapshot_frame(self.describe(), parts)
+
+    def _evidence(self) -> list[str]:
+        """The evidence ids of the question picked (none when no question is)."""
+        questions = self.conv.annotations.get("questions") or ()
+        q = questions[self.question.value] if self.question.value >= 0 else {}
+        return [str(e) for e in q.get("evidence") or ()]
 
     @property
     def conv(self) -> Conversation:
@@ -314,7 +329,6 @@ class Explorer:
             return
         questions = self.conv.annotations.get("questions") or ()
         q = questions[self.question.value] if self.question.value >= 0 else None
-        evidence = [str(e) for e in (q or {}).get("evidence") or ()]
         self.bar.value = _html.token_bar_html(self.pruned, self.counter)
         self.panel.value = (
             _html.question_html(self.pruned, q, anchors=self.anchors) if q is not None else ""
@@ -322,8 +336,10 @@ class Explorer:
         # Every row, however long the conversation: the view scrolls, and the evidence links
         # must find their rows.
         rows = len(self.pruned.conversation.messages) + len(self.pruned.messages)
-        self.view.value = _html.pruned_html(self.pruned, counter=self.counter, max_rows=rows,
-                                            highlight=evidence, anchors=self.anchors)  # fmt: skip
+        self.view.value = _html.pruned_html(
+            self.pruned, counter=self.counter, max_rows=rows, highlight=self._evidence(),
+            anchors=self.anchors,
+        )  # fmt: skip
 
 
 def _ms(start: float, end: float) -> str:
