@@ -69,6 +69,19 @@ VIEWS = """{
 """
 
 
+def _far_question() -> tuple[int, str]:
+    """conv-26's question whose first evidence turn lies furthest down, and that turn's id."""
+    from ctxlab import datasets
+
+    conv = datasets.load("locomo")[0]
+    where = {m.id: i for i, m in enumerate(conv.messages)}
+    questions = conv.annotations["questions"]
+    placed = [(min(where[e] for e in q["evidence"]), i) for i, q in enumerate(questions)
+              if q.get("evidence") and all(e in where for e in q["evidence"])]  # fmt: skip
+    position, index = max(placed)
+    return index, conv.messages[position].id
+
+
 def _require(what: str) -> None:
     if os.environ.get("CTXLAB_REQUIRE_BROWSER") == "1":
         pytest.fail(f"{what} (CTXLAB_REQUIRE_BROWSER=1)")
@@ -109,6 +122,11 @@ def chromium() -> str:
 @pytest.fixture
 def voila_url(chromium: str, tmp_path: Path) -> Iterator[str]:
     yield from _voila(tmp_path, NOTEBOOK % BUDGETS)
+
+
+@pytest.fixture
+def evidence_url(chromium: str, tmp_path: Path) -> Iterator[str]:
+    yield from _voila(tmp_path, NOTEBOOK % [4000])
 
 
 @pytest.fixture
@@ -262,3 +280,42 @@ def test_diff_and_opening_a_point_in_the_explorer(
     # The first point offered is token_window at 2,000 tokens, on the first conversation.
     assert re.search(r"^token_window on conv-26 · sends \d+ of \d+ messages", opened)
     assert "within budget 2,000" in opened
+
+
+def test_an_evidence_link_scrolls_the_view_to_its_turn(
+    chromium: str, evidence_url: str, tmp_path: Path
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    index, first = _far_question()
+    inside = """([view, id]) => {
+        const row = document.getElementById(id).getBoundingClientRect();
+        const box = view.getBoundingClientRect();
+        return row.top >= box.top && row.bottom <= box.bottom;
+    }"""
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.route("**/*", _only_local)
+            page.goto(evidence_url, timeout=120_000)
+            page.locator(".ctxlab-tokens .ctxlab-sent").first.wait_for(timeout=120_000)
+            page.locator(".ctxlab-question select").select_option(index=index + 1)
+            link = page.locator(".ctxlab-jump", has_text=first).first
+            link.wait_for(timeout=60_000)
+            target = (link.get_attribute("href") or "#")[1:]
+            view = page.locator(".ctxlab-view").first
+            page.locator(f"[id='{target}']").wait_for(state="attached", timeout=60_000)
+            seen_before = page.evaluate(inside, [view.element_handle(), target])
+            link.click()
+            page.wait_for_function(inside, arg=[view.element_handle(), target], timeout=10_000)
+            scrolled = view.evaluate("e => e.scrollTop")
+            controls = page.evaluate(
+                "() => document.querySelector('.ctxlab-budget').getBoundingClientRect().top"
+            )
+            _save(page, tmp_path, "explorer-evidence")
+        finally:
+            browser.close()
+    assert not seen_before  # the turn was out of sight, far down the conversation
+    assert scrolled > 1000
+    assert controls >= 0  # only the view scrolled: the controls are still in sight

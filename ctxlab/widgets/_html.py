@@ -342,11 +342,21 @@ def anchor_id(anchors: str, message_id: str) -> str:
 
 
 def _jump(anchors: str, message_id: str) -> str:
-    """A link that scrolls the row of `message_id` into the middle of its scrolling box."""
+    """A link that scrolls the row of `message_id` to the top third of its scrolling box.
+
+    Only that box scrolls (and the page, as little as shows the row, when the row is still
+    out of sight), so the controls above it stay where they are; without a scrolling box, or
+    with scripts stripped, the link is a plain fragment link.
+    """
     target = escape(anchor_id(anchors, message_id))
     script = (
-        "var e=document.getElementById(this.getAttribute('href').slice(1));"
-        "if(e){e.scrollIntoView({block:'center'});return false;}"
+        "var e=document.getElementById(this.getAttribute('href').slice(1)),b=e&&e.parentElement;"
+        "while(b&&!(b.scrollHeight>b.clientHeight&&"
+        "/auto|scroll/.test(getComputedStyle(b).overflowY)))b=b.parentElement;"
+        "if(!b||b===document.scrollingElement)return true;"
+        "b.scrollTop+=e.getBoundingClientRect().top-b.getBoundingClientRect().top"
+        "-b.clientHeight/3;var r=e.getBoundingClientRect();"
+        "if(r.top<0||r.bottom>innerHeight)e.scrollIntoView({block:'nearest'});return false;"
     )
     return (
         f"<a class='ctxlab-jump' href='#{target}' onclick=\"{script}\" "
