@@ -319,3 +319,58 @@ def test_an_evidence_link_scrolls_the_view_to_its_turn(
     assert not seen_before  # the turn was out of sight, far down the conversation
     assert scrolled > 1000
     assert controls >= 0  # only the view scrolled: the controls are still in sight
+
+
+def _point_pixels() -> tuple[float, float, float]:
+    """Where VIEWS's comparison draws token_window at 4,000 tokens: (x, y, figure height)."""
+    from ctxlab import compare, datasets, widgets
+
+    convs = datasets.load("locomo")[:2]
+    report = compare(convs, ["token_window", "sliding_window"], [2000, 4000], progress=False)
+    box = widgets.comparison(report, convs)
+    plot = next(c for c in _walk(box) if "ctxlab-plot" in getattr(c, "_dom_classes", ()))
+    figure = plot.children[0].figure
+    row = report.summary(["cumulative_input_tokens", "evidence_recall"], n_boot=0)
+    row = row[(row["strategy"] == "token_window") & (row["budget"] == 4000)].iloc[0]
+    figure.draw_without_rendering()
+    x, y = figure.axes[0].transData.transform(
+        (row["cumulative_input_tokens"], row["evidence_recall"]))  # fmt: skip
+    return float(x), float(y), float(figure.bbox.height)
+
+
+def _walk(widget: Any) -> Iterator[Any]:
+    yield widget
+    for child in getattr(widget, "children", ()):
+        yield from _walk(child)
+
+
+def test_clicking_a_point_of_the_plot_opens_it_in_the_explorer(
+    chromium: str, views_url: str, tmp_path: Path
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    x, y, height = _point_pixels()  # figure pixels, from the bottom; one per CSS pixel here
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.route("**/*", _only_local)
+            page.goto(views_url, timeout=120_000)
+            figure = page.locator(".ctxlab-plot .jupyter-matplotlib-canvas-div").first
+            figure.wait_for(timeout=120_000)
+            figure.scroll_into_view_if_needed()
+            box = figure.bounding_box()
+            assert box is not None and abs(box["height"] - height) < 2, (box, height)
+            page.mouse.click(box["x"] + x, box["y"] + height - y)
+            view = page.locator(".ctxlab-opened .ctxlab-view").first
+            view.wait_for(timeout=60_000)
+            page.wait_for_function(
+                "() => document.querySelector('.ctxlab-opened .ctxlab-view').innerText.length > 0",
+                timeout=60_000,
+            )
+            opened = view.inner_text()
+            _save(page, tmp_path, "comparison-clicked")
+        finally:
+            browser.close()
+    assert re.search(r"^token_window on conv-26 · sends \d+ of \d+ messages", opened)
+    assert "within budget 4,000" in opened

@@ -183,16 +183,17 @@ def test_comparison_tree_and_pickers() -> None:
     box = widgets.comparison(report)
     assert isinstance(box, w.VBox)
     plot = find(box, "plot")
-    assert isinstance(plot, w.Image) and plot.value[:4] == b"\x89PNG"
+    [canvas] = plot.children  # matplotlib's widget canvas, showing the figure `pareto` draws
+    assert canvas.figure.axes[0].get_ylabel().startswith("action-argument recall")
     assert list(find(box, "dataset").options) == ["taubench", "locomo"]
     assert find(box, "x").value == "cumulative_input_tokens"
     assert find(box, "y").value == "action_argument_recall"
     table = find(box, "table").value
     assert table.count("<tr") == 1 + 2 * 2  # header + strategies x budgets
-    before = plot.value
     find(box, "dataset").value = "locomo"
     assert find(box, "y").value == "evidence_recall"
-    assert plot.value != before
+    assert plot.children[0] is not canvas
+    assert plot.children[0].figure.axes[0].get_ylabel().startswith("evidence recall")
     front = report.pareto("cumulative_input_tokens", "evidence_recall")
     front = front[front["dataset"] == "locomo"]
     status = find(box, "status").value
@@ -201,7 +202,7 @@ def test_comparison_tree_and_pickers() -> None:
         zip(front["strategy"], front["budget"], strict=True)
     )
     assert f"({len(front)} of 4 points" in status
-    assert plot.layout.width.endswith("px")  # shown at its own size, not stretched
+    assert plot.children[0].resizable is False  # shown at its own size, not stretched
     find(box, "budgets").value = (4000,)
     assert find(box, "table").value.count("<tr") == 1 + 2
     find(box, "strategy").value = "mask_tool_outputs"
@@ -339,3 +340,42 @@ def test_the_first_point_and_conversation_are_chosen_from_the_start() -> None:
     assert find(box, "conv").value == convs[0].id
     find(box, "open-button").click()
     assert find(find(box, "opened").children[0], "budget").value == 2000
+
+
+def _click(canvas: Any, x: float, y: float) -> None:
+    from matplotlib.backend_bases import MouseEvent
+
+    event = MouseEvent("button_press_event", canvas, x, y, button=1)
+    canvas.callbacks.process("button_press_event", event)
+
+
+def test_clicking_a_point_of_the_plot_opens_it_in_the_explorer() -> None:
+    convs = datasets.load("locomo")[:2]
+    label = "sliding_window(max_messages=30)"
+    report = compare(convs, ["token_window", "sliding_window:max_messages=30"], [2000, 4000],
+                     progress=False)  # fmt: skip
+    box = widgets.comparison(report, convs)
+    [canvas] = find(box, "plot").children
+    row = report.summary(["cumulative_input_tokens", "evidence_recall"], n_boot=0)
+    row = row[(row["strategy"] == "token_window") & (row["budget"] == 4000)].iloc[0]
+    canvas.figure.draw_without_rendering()
+    ax = canvas.figure.axes[0]
+    x, y = ax.transData.transform((row["cumulative_input_tokens"], row["evidence_recall"]))
+    _click(canvas, ax.bbox.x0 + 3, ax.bbox.y1 - 3)  # an empty corner of the panel
+    assert find(box, "opened").children == ()
+    _click(canvas, x + 4, y - 4)  # near the marker, not on its centre
+    explorer = find(box, "opened").children[0]
+    assert (find(explorer, "strategy").value, find(explorer, "budget").value) == (
+        "token_window", 4000)  # fmt: skip
+    assert find(box, "point").value == ("token_window", 4000)  # the picker follows the click
+    assert f"on {convs[0].id} ·" in find(explorer, "view").value
+    # The window of 30 messages binds before either budget: one point drawn twice, and the
+    # click picks the larger budget, whose marker covers the other.
+    both = report.summary(["cumulative_input_tokens", "evidence_recall"], n_boot=0)
+    both = both[both["strategy"] == label]
+    assert both["cumulative_input_tokens"].nunique() == 1
+    x, y = ax.transData.transform(
+        (both["cumulative_input_tokens"].iloc[0], both["evidence_recall"].iloc[0]))  # fmt: skip
+    _click(canvas, x, y)
+    explorer = find(box, "opened").children[0]
+    assert (find(explorer, "strategy").value, find(explorer, "budget").value) == (label, 4000)

@@ -90,8 +90,10 @@ def comparison(report: Report, conversations: Iterable[Conversation] | None = No
     The x and y pickers take any metric column of the report; the dataset and budget
     filters restrict the plot and the table; selecting a strategy lists its numbers at each
     budget, with 95% bootstrap intervals (``estimate [low, high] (n=conversations)``). A
-    point (strategy at a budget) opens on one of its conversations in an explorer below;
-    the conversations come from `conversations`, else from the run record's data files.
+    point (strategy at a budget) opens on one of its conversations in an explorer below the
+    plot: click it in the plot (matplotlib's widget canvas, ipympl), or choose it and the
+    conversation in the pickers. The conversations come from `conversations`, else from the
+    run record's data files.
     The current view exports as a PNG, a CSV and the Python that redraws it.
 
     Returns:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +19,7 @@ from ctxlab.errors import CtxlabError
 from ctxlab.lab.plots import strategy_styles
 from ctxlab.lab.report import KEYS, MIN_UNITS, Report
 from ctxlab.messages import Conversation
+from ctxlab.widgets._clickplot import ClickPlot
 from ctxlab.widgets._snapshot import snapshot_box, snapshot_frame
 
 __all__ = ["Comparison"]
@@ -51,7 +51,9 @@ class Comparison:
         self.strategy = w.Select(
             options=list(dict.fromkeys(df["strategy"])), description="strategy"
         )
-        self.plot = w.Image(format="png")
+        # A click on a point opens it in the explorer, like the picker and button below.
+        self.clickplot = ClickPlot(w, self.pick)
+        self.plot = self.clickplot.box
         self.styles = strategy_styles(report)  # one colour per strategy whatever the filter
         self.status, self.table, self.detail = w.HTML(), w.HTML(), w.HTML()
         for name in (
@@ -89,10 +91,11 @@ class Comparison:
         self.box = snapshot_box(w, [
             w.HBox([pickers, self.budgets, self.strategy]),
             w.HBox([self.folder, self.export_button, self.exported]),
-            w.HBox([self.point, self.conv, self.open_button]),
-            self.opened,
             self.status,
             self.plot,
+            # Under the plot, so that a click on a point opens the explorer just below it.
+            w.HBox([self.point, self.conv, self.open_button]),
+            self.opened,
             self.table,
             self.detail,
         ], self.snapshot, self.describe)  # fmt: skip
@@ -110,9 +113,11 @@ class Comparison:
     def snapshot(self) -> str:
         """The view as static HTML: the frontier line, the plot, the tables."""
         plot = ""
-        if self.plot.value:
-            data = base64.b64encode(self.plot.value).decode("ascii")
-            width = html.escape(str(self.plot.layout.width or ""))
+        figure = self.clickplot.figure
+        if figure is not None:
+            # Drawn at twice the CSS size: sharp on high-density screens, never upscaled.
+            data = base64.b64encode(self.clickplot.png(2 * _CSS_DPI)).decode("ascii")
+            width = f"{figure.get_size_inches()[0] * _CSS_DPI:.0f}px"
             plot = (f"<img src='data:image/png;base64,{data}' alt='Pareto plot' "
                     f"style='width:{width};max-width:100%'>")  # fmt: skip
         return snapshot_frame(self.describe(), [self.status.value, plot, self.table.value,
@@ -170,19 +175,19 @@ class Comparison:
         except CtxlabError as exc:
             self.status.value = f"<i>{html.escape(str(exc))}</i>"
             return
-        buffer = io.BytesIO()
-        # Drawn at twice the CSS size: sharp on high-density screens, never upscaled.
-        figure.savefig(buffer, format="png", dpi=2 * _CSS_DPI)
-        self.plot.value = buffer.getvalue()
-        self.plot.layout.width = f"{figure.get_size_inches()[0] * _CSS_DPI:.0f}px"
-        self.plot.layout.max_width = "100%"
+        figure.set_dpi(_CSS_DPI)  # one figure pixel per CSS pixel; the canvas handles HiDPI
+        table = self.summary([x, y])
+        drawn = table.dropna(subset=[x, y])
+        at = [(str(s), int(b), float(a), float(c)) for s, b, a, c
+              in drawn[["strategy", "budget", x, y]].itertuples(index=False)]  # fmt: skip
+        self.clickplot.show(figure, at)
         front = sub.pareto(x, y)
         points = [f"{s} @ {b:,}" for s, b in zip(front["strategy"], front["budget"], strict=True)]
         self.status.value = (
             f"Pareto frontier ({len(points)} of {_points(sub, x, y)} points; no other point "
             f"costs no more and keeps no less): {html.escape(', '.join(points) or 'none')}"
         )
-        self.table.value = _table_html(self.summary([x, y]), [x, y])
+        self.table.value = _table_html(table, [x, y])
         self._points(sub)
         self.show_strategy()
 
@@ -197,6 +202,11 @@ class Comparison:
             keep = control.value if control.value in values else None
             control.options = options
             control.value = keep if keep is not None else (values[0] if values else None)
+
+    def pick(self, strategy: str, budget: int) -> None:
+        """Open the point (`strategy` at `budget`) a click picked, on the chosen conversation."""
+        self.point.value = (strategy, budget)
+        self.open()
 
     def open(self, _button: object = None) -> None:
         """Open the chosen point's strategy and budget on the chosen conversation."""
