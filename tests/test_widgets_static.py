@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -132,3 +134,18 @@ def test_evidence_links_point_at_rows_of_the_view() -> None:
     last = conv.messages[-1].id
     assert f"id='{anchor_id(prefix, last)}'" in view  # every row is drawn, however long
     assert "rows not shown" not in view
+
+
+def test_the_clickable_plot_leaves_matplotlibs_backend_alone() -> None:
+    # Importing ipympl switches matplotlib to its widget backend; the reader's own plots
+    # must keep theirs. A fresh process, where ipympl is not imported yet.
+    code = (
+        "import matplotlib; matplotlib.use('svg')\n"
+        "from ctxlab import compare, datasets, widgets\n"
+        "convs = datasets.load('taubench')[:2]\n"
+        "widgets.comparison(compare(convs, ['token_window'], [4000], progress=False))\n"
+        "import sys; assert 'ipympl' in sys.modules\n"
+        "print(matplotlib.get_backend())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "svg"
