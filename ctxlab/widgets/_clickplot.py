@@ -9,6 +9,7 @@ the largest budget is picked: its marker, the biggest, is the one seen.
 
 from __future__ import annotations
 
+import functools
 import io
 import warnings
 from collections.abc import Callable, Sequence
@@ -42,7 +43,24 @@ def _canvas_classes() -> tuple[Any, Any]:
         raise MissingDependencyError("ipympl", "notebooks", "ctxlab.widgets") from exc
     finally:
         matplotlib.use(backend)
-    return Canvas, FigureManager
+    return _plain(Canvas), FigureManager
+
+
+@functools.cache
+def _plain(canvas: Any) -> Any:
+    """The canvas without header, footer, toolbar or resizing, as defaults of its state.
+
+    No toolbar means no pan or zoom: a click is a pick.
+    """
+    import traitlets
+
+    class PlainCanvas(canvas):  # type: ignore[misc]
+        header_visible = traitlets.Bool(False).tag(sync=True)
+        footer_visible = traitlets.Bool(False).tag(sync=True)
+        toolbar_visible = traitlets.Any(False).tag(sync=True)
+        resizable = traitlets.Bool(False).tag(sync=True)
+
+    return PlainCanvas
 
 
 class ClickPlot:
@@ -63,9 +81,6 @@ class ClickPlot:
             # ipympl's toolbar hands traitlets an argument it deprecates; nothing to do here.
             warnings.filterwarnings("ignore", _TOOLBAR_WARNING, DeprecationWarning)
             manager_class(canvas, 0)  # handles the front end's messages; never made current
-        canvas.header_visible = canvas.footer_visible = False
-        canvas.toolbar_visible = False  # no pan or zoom: a click is a pick
-        canvas.resizable = False
         canvas.mpl_connect("button_press_event", self._on_press)
         if self.canvas is not None:
             self.canvas.close()
