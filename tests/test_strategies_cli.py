@@ -18,13 +18,18 @@ def test_lists_every_strategy_with_its_parameters(capsys: pytest.CaptureFixture[
         assert f"{name:<18} {first_line}" in out
     assert "    max_messages: int | None = None" in out
     assert "    fallback: BaseStrategy | None = token_window" in out
+    # What each parameter does, from the strategy's docstring, under its line.
+    assert "    head: int = 1\n        how many messages after the first system message" in out
 
 
 def test_json_output_and_defaults_work_offline(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["strategies", "--json", "head_tail", "keep_all"]) == 0
     infos = json.loads(capsys.readouterr().out)
     assert [i["name"] for i in infos] == ["head_tail", "keep_all"]
-    assert infos[0]["parameters"] == [{"name": "head", "type": "int", "default": "1"}]
+    [head] = infos[0]["parameters"]
+    assert head["help"].startswith("how many messages after the first system message")
+    assert {k: head[k] for k in ("name", "type", "default")} == {
+        "name": "head", "type": "int", "default": "1"}  # fmt: skip
     assert infos[1]["parameters"] == []
     for name in names():
         assert get_strategy(name).label == name  # defaults: no parameters shown

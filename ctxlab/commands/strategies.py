@@ -1,8 +1,9 @@
 """``ctxlab strategies``: every registered strategy with its parameters and what it does.
 
 One block per registry name: the name and the first line of the class docstring, for a peer
-the library it calls with its version, then one line
-per parameter with its type and default. ``--json`` prints the same as a JSON list.
+the library it calls with its version, then one line per parameter with its type and default,
+and under it what the parameter does (the class docstring's ``Attributes:`` entry).
+``--json`` prints the same as a JSON list.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 from typing import Any
 
 from ctxlab import strategies
+from ctxlab.strategies._params import parameter_help
 from ctxlab.strategies.base import BaseStrategy
 
 HELP = "List the pruning strategies, their parameters and defaults."
@@ -27,8 +29,9 @@ def describe(name: str) -> dict[str, Any]:
     """Name, one-line description and parameters (name, type, default) of one strategy."""
     cls = strategies.strategy_class(name)
     doc = (cls.__doc__ or "").strip().splitlines()
+    helps = parameter_help(cls)
     params = [
-        {"name": f.name, "type": str(f.type), "default": _default(f)}
+        {"name": f.name, "type": str(f.type), "default": _default(f), "help": helps.get(f.name, "")}
         for f in dataclasses.fields(cls)  # type: ignore[arg-type]
         if f.init
     ]
@@ -65,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"    library: {info['library']}")
         for p in info["parameters"]:
             print(f"    {p['name']}: {p['type']} = {p['default']}")
+            if p["help"]:
+                print(f"        {p['help']}")
         if not info["parameters"]:
             print("    (no parameters)")
     return 0
