@@ -3,11 +3,15 @@
 `dump` writes the state a `Walk` reached (the running summary, which messages each fold took,
 the units not folded yet, the summarizer's usage) as compact JSON; `restore` rebuilds the walk
 from it for a conversation that extends the one it was made on. Nothing in the text is trusted:
-`restore` raises `StateRejected`, saying why, when the text is not JSON of this format, was
+`restore` raises `StateRejected`, saying why, when the text is not JSON of this format or fails
+its checksum (an accidental change: a truncated write, another program's value), was
 made for another strategy, budget, counter or session, does not match the conversation's
 leading messages (a replaced system prompt, an edited history), or is inconsistent in itself
 (indices out of range, token counts that do not recount, a message in two places at once).
 The caller then walks the conversation from the start, which gives the same result.
+
+The checksum detects damage, it does not authenticate: whoever can write the store can rewrite
+the messages themselves, so a forged state that passes every check is out of scope.
 
 Walking on from a restored state gives the same folds, summary, messages and decisions as
 walking the whole conversation, because a walk's decisions at message k depend only on the
@@ -31,7 +35,7 @@ from ctxlab.usage import Usage
 if TYPE_CHECKING:
     from ctxlab.strategies.summarize import Summarize
 
-__all__ = ["FORMAT", "StateRejected", "dump", "restore"]
+__all__ = ["FORMAT", "StateRejected", "dump", "restore", "seal"]
 
 #: The format tag of the text; a text with another tag is rejected, never misread.
 FORMAT = "ctxlab.summary_walk/1"
@@ -93,7 +97,18 @@ def dump(walk: Walk) -> str:
         "open": None if open_unit is None else _open(open_unit),
         "bad": {str(i): why for i, why in walk.tracker.bad_reason.items()},
     }
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return seal(data)
+
+
+def seal(data: dict[str, Any]) -> str:
+    """`data` as JSON text with its checksum (the ``check`` field) added."""
+    body = {k: v for k, v in data.items() if k != "check"}
+    return json.dumps({**body, "check": _checksum(body)}, ensure_ascii=False, separators=(",", ":"))
+
+
+def _checksum(body: dict[str, Any]) -> str:
+    text = json.dumps(body, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def restore(
@@ -146,6 +161,8 @@ def _parse(text: str) -> dict[str, Any]:
         raise StateRejected(f"not JSON ({exc})") from None
     _need(isinstance(data, dict), "not a JSON object")
     out: dict[str, Any] = data
+    check = out.pop("check", None)
+    _need(check == _checksum(out), "its checksum does not match (a damaged value)")
     return out
 
 
