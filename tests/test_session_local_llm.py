@@ -66,13 +66,16 @@ def test_sixty_turns_call_the_summarizer_once_per_fold(local_llm: Any, data_dir:
     # (the replies are LoCoMo's own, so only the summarizer needs the LLM). Before the walk was
     # stored with the turns, every turn re-summarized the whole history: 128 calls here.
     pairs = locomo_pairs(data_dir)[:60]
-    summarizer = LLMSummarizer(get_provider(local_llm.provider_spec))
-    strategy = get_strategy("summarize", summarizer=summarizer)
-    with Session(ScriptedProvider([r for _, r in pairs]), strategy, 800, store="memory") as s:
-        for text, _ in pairs:
-            s.send(text)
-        replies = [m for m in s.history if m.role == "assistant"]
-        state = json.loads(s.store.load_state(s.key) or "{}")
+    llm = get_provider(local_llm.provider_spec)
+    strategy = get_strategy("summarize", summarizer=LLMSummarizer(llm))
+    try:
+        with Session(ScriptedProvider([r for _, r in pairs]), strategy, 800, store="memory") as s:
+            for text, _ in pairs:
+                s.send(text)
+            replies = [m for m in s.history if m.role == "assistant"]
+            state = json.loads(s.store.load_state(s.key) or "{}")
+    finally:
+        llm.close()
     calls = summarizer_calls(replies)
     total, tokens = sum(c for c, _ in calls), sum(t for _, t in calls)
     print(f"\nsummarizer calls: {total}, input tokens: {tokens}, folds: {state['folds']}")
