@@ -306,8 +306,8 @@ def test_redis_down_gives_json_503(stub_upstream: Stub, tmp_path: Path) -> None:
 
 def test_deadline_in_process_leaves_the_loop_free() -> None:
     # The 504 helper itself: the inner work is cancelled, not left running.
-    from ctxlab.live.proxy.chat import _within
     from ctxlab.live.proxy.errors import ProxyHTTPError
+    from ctxlab.live.proxy.work import within as _within
 
     cancelled = []
 

@@ -76,6 +76,26 @@ def test_the_documented_file_parses(tmp_path: Path) -> None:
     )
 
 
+def test_a_summarizer_routed_like_a_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("K", "a-client-key")
+    from ctxlab.live.proxy.state import ProxyState
+
+    memory = {
+        "strategy": "summary_window",
+        "budget": 800,
+        "summarizer": {"model": "p/tiny", "max_summary_tokens": 120},
+    }
+    cfg = parse_config(minimal(memory=memory, server={"store": "memory"}))
+    assert cfg.memory.summarizer is not None and cfg.memory.summarizer.model == "p/tiny"
+    state = ProxyState(cfg)
+    try:
+        summarizer = state.strategy.summarizer  # type: ignore[attr-defined]
+        assert summarizer.model == "tiny" and summarizer.max_summary_tokens == 120
+        assert summarizer.provider is state.router.routes[0].provider
+    finally:
+        asyncio.run(state.aclose())
+
+
 @pytest.mark.parametrize(
     ("data", "field"),
     [
@@ -102,6 +122,27 @@ def test_the_documented_file_parses(tmp_path: Path) -> None:
         (minimal(memory={"strategy": "no_such"}), "memory.strategy"),
         (minimal(memory={"strategy": "sliding_window", "params": {"nope": 1}}), "memory.strategy"),
         (minimal(memory={"budget": 0}), "memory.budget"),
+        (
+            minimal(memory={"strategy": "summarize", "summarizer": {"model": "q/m"}}),
+            "memory.summarizer.model",
+        ),
+        (
+            minimal(memory={"strategy": "summarize", "summarizer": {"model": "p/m", "x": 1}}),
+            "memory.summarizer.x",
+        ),
+        (
+            minimal(memory={"summarizer": {"model": "p/m"}}),  # token_window writes no summary
+            "memory.summarizer",
+        ),
+        (
+            minimal(
+                memory={
+                    "strategy": "summarize",
+                    "summarizer": {"model": "p/m", "max_summary_tokens": 2},
+                }
+            ),
+            "memory.summarizer.max_summary_tokens",
+        ),
     ],
 )
 def test_config_errors_name_the_field(data: dict[str, Any], field: str) -> None:

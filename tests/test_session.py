@@ -7,8 +7,6 @@ speaks to the session, the scripted provider answers with Melanie's recorded lin
 from __future__ import annotations
 
 import asyncio
-import itertools
-import json
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -16,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import session_support
 from redis_fixture import StoreFactory
 
 from ctxlab.budget import Budget
@@ -33,17 +32,7 @@ BUDGET = Budget(max_tokens=600)
 @pytest.fixture(scope="module")
 def locomo_pairs(data_dir: Path) -> list[tuple[str, str]]:
     """(user text, reply text) pairs from LoCoMo sample 0, in dialogue order."""
-    sample = json.loads((data_dir / "locomo" / "locomo7.json").read_text())[0]
-    conv = sample["conversation"]
-    turns = []
-    for n in range(1, 40):
-        turns += conv.get(f"session_{n}", [])
-    first = turns[0]["speaker"]
-    pairs = []
-    for a, b in itertools.pairwise(turns):
-        if a["speaker"] == first and b["speaker"] != first:
-            pairs.append((a["text"], b["text"]))
-    return pairs
+    return session_support.locomo_pairs(data_dir)
 
 
 def check_consistent(history: Sequence[Message], budget: Budget = BUDGET) -> None:

@@ -6,6 +6,7 @@ tests can reason about one turn without a store or a provider.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -15,11 +16,13 @@ from ctxlab.budget import Budget
 from ctxlab.errors import UsageError
 from ctxlab.messages import Conversation, Message, new_id
 from ctxlab.providers.base import Completion
-from ctxlab.strategies.base import Pruned, Strategy
+from ctxlab.strategies.base import Pruned, ResumableStrategy, Resumed, Strategy
 from ctxlab.tokens import TokenCounter
 from ctxlab.usage import Usage
 
 __all__ = ["NewMessages", "Plan", "Turn", "plan_turn", "split_system"]
+
+logger = logging.getLogger("ctxlab.live")
 
 #: What a turn may add: the user's text, one message, or several (tool results, a system
 #: message that replaces the session's).
@@ -55,11 +58,20 @@ class Plan:
         new: the new non-system messages (ids made unique, timestamps filled in).
         new_system: the system message to store with the turn when it changes, else None.
         pruned: the strategy's result over the history plus `new`.
+        resumed: for a `ResumableStrategy`, its result with the state to store, else None.
+        last_summary: id of the summary the session's previous reply sent, if any.
     """
 
     new: tuple[Message, ...]
     new_system: Message | None
     pruned: Pruned
+    resumed: Resumed | None = None
+    last_summary: str | None = None
+
+    @property
+    def state(self) -> str | None:
+        """The strategy state to store with the turn (None: keep the stored one)."""
+        return self.resumed.state if self.resumed is not None else None
 
     def finish(self, completion: Completion, counter: TokenCounter) -> Turn:
         """The `Turn` that `completion` completes, its reply carrying the turn's metadata."""
@@ -79,8 +91,22 @@ class Plan:
             meta["extra_usage"] = usage_dict(self.pruned.extra_usage)
         if completion.cached:
             meta["cached"] = True
+        if self.resumed is not None:
+            meta.update(self._summary_meta(self.resumed))
         reply = bare.replace(meta=meta)
         return Turn(completion=completion, pruned=self.pruned, stored=(*self.new, reply))
+
+    def _summary_meta(self, resumed: Resumed) -> dict[str, Any]:
+        """Which summary the turn sent (its text on the first turn that sent it)."""
+        meta: dict[str, Any] = {"resumed_at": resumed.resumed_at}
+        if resumed.rejected is not None:
+            meta["state_rejected"] = resumed.rejected
+        summary = next((m for m in self.pruned.messages if m.meta.get("summary_of")), None)
+        if summary is not None:
+            meta["summary_id"] = summary.id
+            if summary.id != self.last_summary or not resumed.resumed_at:
+                meta["summary_text"] = summary.text
+        return meta
 
 
 def usage_dict(usage: Usage) -> dict[str, Any]:
@@ -119,8 +145,12 @@ def plan_turn(
     budget: Budget,
     counter: TokenCounter,
     session_id: str,
+    state: str | None = None,
 ) -> Plan:
-    """Prune the stored history plus `new` (see `Session` for the rules)."""
+    """Prune the stored history plus `new` (see `Session` for the rules).
+
+    A `ResumableStrategy` walks on from `state`, the one stored with the previous turn.
+    """
     incoming = _as_messages(new)
     systems = [m for m in incoming if m.role == "system"]
     rest = [m for m in incoming if m.role != "system"]
@@ -133,8 +163,31 @@ def plan_turn(
     fresh = tuple(_fresh(m, taken, now) for m in rest)
     head = (effective,) if effective is not None else ()
     conversation = Conversation(id=session_id, messages=(*head, *turns, *fresh))
-    pruned = strategy.prune(conversation, budget, counter)
-    return Plan(new=fresh, new_system=new_system, pruned=pruned)
+    if not isinstance(strategy, ResumableStrategy):
+        pruned = strategy.prune(conversation, budget, counter)
+        return Plan(new=fresh, new_system=new_system, pruned=pruned)
+    resumed = strategy.resume(conversation, budget, counter, state)
+    if resumed.rejected is not None and state is not None:
+        logger.warning(
+            "session %s: stored summary state not used (%s); summarized the history again",
+            session_id,
+            resumed.rejected,
+        )
+    return Plan(
+        new=fresh,
+        new_system=new_system,
+        pruned=resumed.pruned,
+        resumed=resumed,
+        last_summary=_last_summary(turns),
+    )
+
+
+def _last_summary(turns: Sequence[Message]) -> str | None:
+    for m in reversed(turns):
+        if m.role == "assistant" and "sent" in m.meta:
+            sid = m.meta.get("summary_id")
+            return sid if isinstance(sid, str) else None
+    return None
 
 
 def _check_tool_results(new: Sequence[Message], turns: Sequence[Message]) -> None:

@@ -31,7 +31,7 @@ from ctxlab.live.stores.base import HeldSession, ahold_session, hold_session
 from ctxlab.messages import Conversation, Message, Source, new_id
 from ctxlab.providers.base import Completion, Provider, TextDelta
 from ctxlab.strategies import get_strategy
-from ctxlab.strategies.base import Pruned, Strategy
+from ctxlab.strategies.base import Pruned, ResumableStrategy, Strategy
 from ctxlab.tokens import TokenCounter, get_counter
 
 __all__ = ["NewMessages", "Session", "Turn"]
@@ -57,6 +57,17 @@ class Session:
     ``usage`` (the provider's normalised counts), ``tokens`` (the reply, by `counter`),
     ``sent`` (ids of the messages sent, summaries included), ``sent_tokens``, ``strategy``
     (its label), ``budget`` and, when the strategy called an LLM, ``extra_usage``.
+
+    A strategy with a running summary (``summarize``, ``summary_window``) keeps its state in
+    the store, committed with each turn, and the next turn walks on from it: the summarizer
+    is called once per fold over the session's life, not again for every earlier fold at
+    every turn. The reply's ``meta`` then also records ``resumed_at`` (messages the stored
+    state had already walked; 0 when the turn started over), ``summary_id`` (the summary the
+    turn sent), ``summary_text`` (its text, on the first turn that sent it) and, when the
+    stored state did not fit (an edited history, a changed system prompt, another strategy or
+    budget, a corrupted value), ``state_rejected`` with the reason: the turn then summarized
+    the history again, exactly as a fresh prune would, and logged a warning. `export`
+    gathers the texts in ``annotations["summaries"]`` (summary id -> text).
     """
 
     def __init__(
@@ -134,21 +145,21 @@ class Session:
     def turn(self, new: NewMessages, **params: Any) -> Turn:
         """`send`, returning the whole `Turn` (reply, pruning decisions, stored messages)."""
         with self._exclusive(), hold_session(self.store, self.key) as held:
-            plan = self._plan(new, held.history)
+            plan = self._plan(new, held)
             completion = self.provider.complete(plan.pruned.messages, **self._call(params))
             return self._commit(held, plan, completion)
 
     async def aturn(self, new: NewMessages, **params: Any) -> Turn:
         """Asynchronous `turn`."""
         async with self._aexclusive(), ahold_session(self.store, self.key) as held:
-            plan = await self._aplan(new, held.history)
+            plan = await self._aplan(new, held)
             completion = await self.provider.acomplete(plan.pruned.messages, **self._call(params))
             return await self._acommit(held, plan, completion)
 
     def stream_turn(self, new: NewMessages, **params: Any) -> Iterator[str | Turn]:
         """`stream` that ends with the `Turn` (after the text deltas)."""
         with self._exclusive(), hold_session(self.store, self.key) as held:
-            plan = self._plan(new, held.history)
+            plan = self._plan(new, held)
             final: Completion | None = None
             for event in self.provider.stream(plan.pruned.messages, **self._call(params)):
                 if isinstance(event, TextDelta):
@@ -160,7 +171,7 @@ class Session:
     async def astream_turn(self, new: NewMessages, **params: Any) -> AsyncIterator[str | Turn]:
         """Asynchronous `stream_turn`."""
         async with self._aexclusive(), ahold_session(self.store, self.key) as held:
-            plan = await self._aplan(new, held.history)
+            plan = await self._aplan(new, held)
             final: Completion | None = None
             async for event in self.provider.astream(plan.pruned.messages, **self._call(params)):
                 if isinstance(event, TextDelta):
@@ -227,29 +238,39 @@ class Session:
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _plan(self, new: NewMessages, stored: Sequence[Message]) -> Plan:
+    def _plan(self, new: NewMessages, held: HeldSession) -> Plan:
         return plan_turn(
             new,
-            stored,
+            held.history,
             system=self.system,
             strategy=self.strategy,
             budget=self.budget,
             counter=self.counter,
             session_id=self.key.id,
+            state=held.state,
         )
 
-    async def _aplan(self, new: NewMessages, stored: Sequence[Message]) -> Plan:
-        # Counting a huge message takes seconds: never on the event loop.
-        if _chars(new) > _LARGE_TEXT:
-            return await asyncio.to_thread(self._plan, new, stored)
-        return self._plan(new, stored)
+    async def _aplan(self, new: NewMessages, held: HeldSession) -> Plan:
+        # Counting a huge message takes seconds, and a summary may call an LLM (a blocking
+        # call): never on the event loop.
+        if _chars(new) > _LARGE_TEXT or isinstance(self.strategy, ResumableStrategy):
+            return await asyncio.to_thread(self._plan, new, held)
+        return self._plan(new, held)
 
     def _export(self, stored: Sequence[Message]) -> Conversation:
+        annotations: dict[str, Any] = {"owner": self.key.owner, "strategy": self.strategy.label}
+        summaries = {
+            m.meta["summary_id"]: m.meta["summary_text"]
+            for m in stored
+            if m.role == "assistant" and "summary_text" in m.meta and "summary_id" in m.meta
+        }
+        if summaries:
+            annotations["summaries"] = summaries
         return Conversation(
             id=self.key.id,
             messages=self._plan_history(stored),
             source=Source(dataset="session", path=self.store.url),
-            annotations={"owner": self.key.owner, "strategy": self.strategy.label},
+            annotations=annotations,
         )
 
     def _plan_history(self, stored: Sequence[Message]) -> tuple[Message, ...]:
@@ -265,7 +286,7 @@ class Session:
 
     def _commit(self, held: HeldSession, plan: Plan, completion: Completion) -> Turn:
         turn = plan.finish(completion, self.counter)
-        held.commit(turn.stored, system=plan.new_system)
+        held.commit(turn.stored, system=plan.new_system, state=plan.state)
         return self._done(plan, turn)
 
     async def _acommit(self, held: HeldSession, plan: Plan, completion: Completion) -> Turn:
@@ -273,7 +294,7 @@ class Session:
             turn = await asyncio.to_thread(plan.finish, completion, self.counter)
         else:
             turn = plan.finish(completion, self.counter)
-        await held.acommit(turn.stored, system=plan.new_system)
+        await held.acommit(turn.stored, system=plan.new_system, state=plan.state)
         return self._done(plan, turn)
 
     def _done(self, plan: Plan, turn: Turn) -> Turn:

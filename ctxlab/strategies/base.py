@@ -4,6 +4,8 @@ A strategy is a frozen dataclass whose fields are its parameters. `prune(convers
 counter)` returns a `Pruned`: the messages to send plus one `Decision` per original message.
 `replay(conversation, probes, budget, counter)` yields the `Pruned` of each prefix
 ``messages[:k]`` for k in `probes`, identical to calling `prune` on each prefix but cheaper.
+A `ResumableStrategy` (``summarize``, ``summary_window``) can also hand its running state over
+to a later call on a longer conversation (`resume`): what a live session stores between turns.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import dataclasses
 import itertools
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from ctxlab.budget import Budget, as_budget
@@ -26,6 +29,8 @@ __all__ = [
     "BaseStrategy",
     "Decision",
     "Pruned",
+    "ResumableStrategy",
+    "Resumed",
     "Strategy",
     "as_conversation",
     "debug_enabled",
@@ -58,6 +63,41 @@ class Strategy(Protocol):
         counter: TokenCounter | None = None,
     ) -> Iterator[Pruned]:
         """Yield ``prune(conversation.prefix(k))`` for each k in `probes`."""
+        ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class Resumed:
+    """What `ResumableStrategy.resume` returns.
+
+    Attributes:
+        pruned: equal to ``prune(conversation)`` in messages, decisions and tokens; its
+            ``extra_usage`` holds only the calls this step made (the folds since `state`).
+        state: the state to hand to the next call, on a conversation that extends this one.
+        resumed_at: how many leading messages the given state had already walked (0 when
+            the walk started from the beginning).
+        rejected: why the given state was not used (the walk then started over), else None.
+    """
+
+    pruned: Pruned
+    state: str
+    resumed_at: int = 0
+    rejected: str | None = None
+
+
+@runtime_checkable
+class ResumableStrategy(Protocol):
+    """A strategy whose running state can be stored and resumed from (a running summary)."""
+
+    def resume(
+        self, conversation: Conversation, budget: Budget, counter: TokenCounter, state: str | None
+    ) -> Resumed:
+        """``prune(conversation)``, starting from `state` (a previous call's) when it applies.
+
+        A state made for another strategy, budget, counter or conversation, or one that does
+        not match the conversation's leading messages, is not an error: the walk starts over
+        and `Resumed.rejected` says why.
+        """
         ...
 
 

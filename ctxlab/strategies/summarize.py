@@ -10,7 +10,10 @@ message not folded yet); when that passes `trigger` × the budget, it folds the 
 Because the fold points depend only on the messages seen so far, ``prune(conversation)`` is the
 state reached at the end of the conversation, and ``replay`` yields, at each probe, exactly what
 ``prune`` gives for that prefix, in one pass. It also lets a `Resumer` (used by `pipeline`)
-continue one walk over inputs that extend each other, and copy it where they part.
+continue one walk over inputs that extend each other, and copy it where they part, and a live
+`Session` store the walk with each turn and `resume` it at the next one
+(`ctxlab.strategies._summary_state`): the summarizer is then called once per fold over the
+whole session, never again for folds an earlier turn made.
 
 Where the summary goes: one message, right after the first system message (at the start when
 there is none), with role ``user`` by default. A user-role summary is accepted by every chat API
@@ -28,8 +31,9 @@ from typing import ClassVar, Literal
 from ctxlab.budget import Budget
 from ctxlab.errors import UsageError
 from ctxlab.messages import Conversation
+from ctxlab.strategies._summary_state import StateRejected, dump, restore
 from ctxlab.strategies._summary_walk import SUMMARY_HEADER, Resumer, Walk
-from ctxlab.strategies.base import BaseStrategy, Pruned
+from ctxlab.strategies.base import BaseStrategy, Pruned, Resumed, debug_enabled
 from ctxlab.summarizers import ExtractiveSummarizer, Summarizer
 from ctxlab.tokens import TokenCounter
 
@@ -47,6 +51,9 @@ class Summarize(BaseStrategy):
           `keep_last` messages too unless the budget cannot hold them;
         - a tool call is folded or kept together with all its results;
         - ``replay`` equals ``prune`` on each prefix; folding happens at most once per message;
+        - ``resume`` from the state of a shorter conversation it extends equals ``prune``
+          (messages, decisions, tokens) and calls the summarizer only for the new folds; a
+          state that does not fit is detected and the walk starts over;
         - folded messages are ``summarized`` into the summary message (fresh id,
           ``meta["synthetic"]``, ``meta["summary_of"]`` listing their ids); when no summary
           fits at all they are ``dropped``.
@@ -88,6 +95,26 @@ class Summarize(BaseStrategy):
         run = Walk(self, conversation, budget, counter)
         run.advance(len(conversation.messages))
         return run.result()
+
+    def resume(
+        self, conversation: Conversation, budget: Budget, counter: TokenCounter, state: str | None
+    ) -> Resumed:
+        """``prune(conversation)`` walked on from `state` (see `ResumableStrategy`)."""
+        run, rejected = None, None
+        if state is not None:
+            try:
+                run = restore(self, conversation, budget, counter, state)
+            except StateRejected as exc:
+                rejected = str(exc)
+        resumed_at = run.k if run is not None else 0
+        if run is None:
+            run = Walk(self, conversation, budget, counter)
+        run.rebase(conversation)
+        run.advance(len(conversation.messages))
+        pruned = run.result()
+        if debug_enabled():
+            self._check(conversation, pruned, budget, counter)
+        return Resumed(pruned=pruned, state=dump(run), resumed_at=resumed_at, rejected=rejected)
 
     def resumer(self, budget: Budget, counter: TokenCounter) -> Resumer:
         """A `Resumer`: prunes successive, mostly growing conversations (see `pipeline`)."""

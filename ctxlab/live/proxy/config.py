@@ -36,6 +36,10 @@ The file, with every optional field shown at its default::
     budget = 4000
     params = {}
 
+    [memory.summarizer]                     # optional, for summarize and summary_window:
+    model = "local/smollm2"                 #   an LLM, routed like a request's model, writes
+    max_summary_tokens = 400                #   the running summary (else: extractive, offline)
+
 Every error names the file and the field (``proxy.toml: keys[1].requests_per_minute must be
 a positive integer, got -5``). Secrets are checked for form here and resolved in `auth`.
 """
@@ -64,6 +68,7 @@ __all__ = [
     "ProxyConfig",
     "RouteConfig",
     "ServerConfig",
+    "SummarizerConfig",
     "load_config",
     "parse_config",
 ]
@@ -113,12 +118,21 @@ class RouteConfig:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class SummarizerConfig:
+    """The ``[memory.summarizer]`` table: the LLM that writes a running summary."""
+
+    model: str
+    max_summary_tokens: int = 400
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class MemoryConfig:
     """The ``[memory]`` table: the strategy that prunes what is forwarded."""
 
     strategy: str = "token_window"
     budget: int = 4000
     params: Mapping[str, Any] = field(default_factory=dict)
+    summarizer: SummarizerConfig | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -164,7 +178,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> ProxyC
         server=_server(r, r.table(data, "server")),
         keys=keys,
         routes=routes,
-        memory=_memory(r, r.table(data, "memory")),
+        memory=_memory(r, r.table(data, "memory"), routes),
         source=source,
     )
 
@@ -248,8 +262,8 @@ def _prices(r: _Reader, t: Mapping[str, Any], where: str) -> dict[str, float | N
     return given
 
 
-def _memory(r: _Reader, t: Mapping[str, Any]) -> MemoryConfig:
-    r.only(t, "memory", {"strategy", "budget", "params"})
+def _memory(r: _Reader, t: Mapping[str, Any], routes: tuple[RouteConfig, ...]) -> MemoryConfig:
+    r.only(t, "memory", {"strategy", "budget", "params", "summarizer"})
     params = t.get("params", {})
     if not isinstance(params, Mapping):
         r.fail("memory.params", f"must be a table of strategy parameters, got {params!r}")
@@ -261,9 +275,36 @@ def _memory(r: _Reader, t: Mapping[str, Any]) -> MemoryConfig:
         get_strategy(strategy, **params)
     except UsageError as exc:
         r.fail("memory.strategy", str(exc))
+    summarizer = _summarizer(r, t, routes) if "summarizer" in t else None
+    if summarizer is not None and "summarizer" not in _fields_of(strategy):
+        r.fail("memory.summarizer", f"is for strategies with a summary; {strategy!r} has none")
     return MemoryConfig(
-        strategy=strategy, budget=r.integer(t, "memory", "budget", 4000), params=dict(params)
+        strategy=strategy,
+        budget=r.integer(t, "memory", "budget", 4000),
+        params=dict(params),
+        summarizer=summarizer,
     )
+
+
+def _summarizer(
+    r: _Reader, t: Mapping[str, Any], routes: tuple[RouteConfig, ...]
+) -> SummarizerConfig:
+    table = r.table(t, "summarizer")
+    r.only(table, "memory.summarizer", {"model", "max_summary_tokens"})
+    model = r.string(table, "memory.summarizer", "model")
+    if not any(model.startswith(route.prefix) and model != route.prefix for route in routes):
+        known = ", ".join(route.prefix for route in routes)
+        r.fail("memory.summarizer.model", f"{model!r} matches no route prefix ({known})")
+    limit = r.integer(table, "memory.summarizer", "max_summary_tokens", 400, minimum=8)
+    return SummarizerConfig(model=model, max_summary_tokens=limit)
+
+
+def _fields_of(strategy: str) -> set[str]:
+    import dataclasses
+
+    from ctxlab.strategies import strategy_class
+
+    return {f.name for f in dataclasses.fields(strategy_class(strategy))}  # type: ignore[arg-type]
 
 
 class _Reader:

@@ -48,9 +48,8 @@ class ProxyState:
         self.store: Store = store if store is not None else open_store(config.server.store)
         self._owns_store = store is None
         self.limits: Limits = limits if limits is not None else open_limits(config.server.store)
-        memory = config.memory
-        self.strategy: Strategy = get_strategy(memory.strategy, **memory.params)
-        self.budget = Budget(max_tokens=memory.budget)
+        self.strategy: Strategy = _strategy(config, self.router)
+        self.budget = Budget(max_tokens=config.memory.budget)
         self.counter: TokenCounter = get_counter()
         self.metrics = ProxyMetrics()
         self.prices = Prices()
@@ -82,6 +81,21 @@ class ProxyState:
         await self.limits.aclose()
         if self._owns_store:
             self.store.close()
+
+
+def _strategy(config: ProxyConfig, router: Router) -> Strategy:
+    """The ``[memory]`` strategy, its summaries written by the routed LLM when configured."""
+    memory, params = config.memory, dict(config.memory.params)
+    if memory.summarizer is not None:
+        from ctxlab.summarizers.llm import LLMSummarizer
+
+        found = router.resolve(memory.summarizer.model)
+        assert found is not None  # the config check made sure it routes
+        route, model = found
+        params["summarizer"] = LLMSummarizer(
+            route.provider, model=model, max_summary_tokens=memory.summarizer.max_summary_tokens
+        )
+    return get_strategy(memory.strategy, **params)
 
 
 def _metrics_key(config: ProxyConfig) -> bytes | None:

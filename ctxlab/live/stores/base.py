@@ -1,9 +1,14 @@
 """What every session store shares: `SessionKey`, `SessionInfo`, the `Store` protocol, `BaseStore`.
 
-A store keeps, per session, an append-only list of messages plus the session's current system
-message. Sessions are keyed by ``(owner, id)``: the proxy uses the client key's name as the owner,
-so one client can never name another client's session. A turn (the new messages and the reply)
-is written with one `append_turn` call, atomically: a reader sees all of it or none of it.
+A store keeps, per session, an append-only list of messages, the session's current system
+message and the strategy's state: an opaque text (JSON) that a stateful strategy such as
+`summarize` resumes from at the next turn instead of recomputing (its running summary and how
+far it has folded). The store never reads it; the strategy checks it before trusting it.
+
+Sessions are keyed by ``(owner, id)``: the proxy uses the client key's name as the owner, so one
+client can never name another client's session. A turn (the new messages and the reply)
+is written with one `append_turn` call, atomically, together with the strategy state it left:
+a reader sees all of it or none of it.
 
 Locks serialise turns on one session across threads, event loops and processes. They are leases
 (token + expiry) that one renewer thread per store keeps alive while held, so a crashed holder
@@ -114,13 +119,22 @@ class Store(Protocol):
     url: str
 
     def append_turn(
-        self, key: SessionKey, messages: Sequence[Message], *, system: Message | None = None
+        self,
+        key: SessionKey,
+        messages: Sequence[Message],
+        *,
+        system: Message | None = None,
+        state: str | None = None,
     ) -> None:
-        """Append the messages of one turn atomically; `system` replaces the system message."""
+        """Append one turn atomically; `system` and `state` replace the stored ones when given."""
         ...
 
     def load(self, key: SessionKey) -> list[Message]:
         """The session's messages in order, its system message first; empty when unknown."""
+        ...
+
+    def load_state(self, key: SessionKey) -> str | None:
+        """The strategy state stored with the session's latest turn that left one, or None."""
         ...
 
     def list_sessions(self, owner: str) -> list[SessionInfo]:
@@ -144,13 +158,22 @@ class Store(Protocol):
         ...
 
     async def aappend_turn(
-        self, key: SessionKey, messages: Sequence[Message], *, system: Message | None = None
+        self,
+        key: SessionKey,
+        messages: Sequence[Message],
+        *,
+        system: Message | None = None,
+        state: str | None = None,
     ) -> None:
         """Async `append_turn`."""
         ...
 
     async def aload(self, key: SessionKey) -> list[Message]:
         """Async `load`."""
+        ...
+
+    async def aload_state(self, key: SessionKey) -> str | None:
+        """Async `load_state`."""
         ...
 
     async def alist_sessions(self, owner: str) -> list[SessionInfo]:
@@ -166,37 +189,57 @@ class Store(Protocol):
         ...
 
 
+#: What `HeldSession` calls to store a turn: (messages, system, strategy state).
+_Commit: TypeAlias = Callable[[Sequence[Message], "Message | None", "str | None"], None]
+_ACommit: TypeAlias = Callable[[Sequence[Message], "Message | None", "str | None"], Awaitable[None]]
+#: A session as loaded under its lock: (messages, strategy state).
+_Loaded: TypeAlias = tuple[list[Message], "str | None"]
+
+
 class HeldSession:
     """A session whose lock the current turn holds: the history read under it, and the commit.
 
     Attributes:
         key: the session.
         history: its messages as loaded under the lock, the system message first.
+        state: the strategy state stored with it (see the module docstring), or None.
         committed: True once `commit` (or `acommit`) has stored the turn.
     """
 
     def __init__(
         self,
         key: SessionKey,
-        history: list[Message],
-        commit: Callable[[Sequence[Message], Message | None], None],
-        acommit: Callable[[Sequence[Message], Message | None], Awaitable[None]],
+        loaded: _Loaded,
+        commit: _Commit,
+        acommit: _ACommit,
     ) -> None:
         self.key = key
-        self.history = history
+        self.history, self.state = loaded
         self.committed = False
         self.in_flight: asyncio.Future[None] | None = None  # an async commit, once started
         self._commit = commit
         self._acommit = acommit
 
-    def commit(self, messages: Sequence[Message], *, system: Message | None = None) -> None:
-        """Store the turn atomically; stores that can free the lock in the same transaction."""
-        self._commit(messages, system)
+    def commit(
+        self,
+        messages: Sequence[Message],
+        *,
+        system: Message | None = None,
+        state: str | None = None,
+    ) -> None:
+        """Store the turn and its strategy state atomically, freeing the lock with them."""
+        self._commit(messages, system, state)
         self.committed = True
 
-    async def acommit(self, messages: Sequence[Message], *, system: Message | None = None) -> None:
+    async def acommit(
+        self,
+        messages: Sequence[Message],
+        *,
+        system: Message | None = None,
+        state: str | None = None,
+    ) -> None:
         """Async `commit`; once started, it completes even if the caller is cancelled."""
-        self.in_flight = asyncio.ensure_future(self._acommit(messages, system))
+        self.in_flight = asyncio.ensure_future(self._acommit(messages, system, state))
         await asyncio.shield(self.in_flight)
         self.committed = True
 
@@ -242,13 +285,22 @@ class BaseStore:
     # -- sync API (subclasses) -----------------------------------------------------------------
 
     def append_turn(
-        self, key: SessionKey, messages: Sequence[Message], *, system: Message | None = None
+        self,
+        key: SessionKey,
+        messages: Sequence[Message],
+        *,
+        system: Message | None = None,
+        state: str | None = None,
     ) -> None:
-        """Append the messages of one turn atomically; `system` replaces the system message."""
+        """Append one turn atomically; `system` and `state` replace the stored ones when given."""
         raise NotImplementedError
 
     def load(self, key: SessionKey) -> list[Message]:
         """The session's messages in order, its system message first; empty when unknown."""
+        raise NotImplementedError
+
+    def load_state(self, key: SessionKey) -> str | None:
+        """The strategy state stored with the session, or None."""
         raise NotImplementedError
 
     def list_sessions(self, owner: str) -> list[SessionInfo]:
@@ -349,19 +401,26 @@ class BaseStore:
 
     # -- whole turns: lock + load in one step, store + unlock in one transaction -----------------
 
-    def _acquire_and_load(self, key: SessionKey, token: str, ttl: float) -> list[Message] | None:
-        """Take the lease and, when won, load the history (stores override: one round trip)."""
-        return self.load(key) if self._acquire_lease(key, token, ttl) else None
+    def _acquire_and_load(self, key: SessionKey, token: str, ttl: float) -> _Loaded | None:
+        """Take the lease and, when won, load history and state (stores override: one step)."""
+        if not self._acquire_lease(key, token, ttl):
+            return None
+        return self.load(key), self.load_state(key)
 
     def _append_and_release(
-        self, key: SessionKey, token: str, messages: Sequence[Message], system: Message | None
+        self,
+        key: SessionKey,
+        token: str,
+        messages: Sequence[Message],
+        system: Message | None,
+        state: str | None,
     ) -> bool:
-        """Store the turn and release the lease (stores override: one transaction).
+        """Store the turn and its state and release the lease (stores override: one transaction).
 
         Returns:
             False when the lease was no longer this token's (it expired and was taken).
         """
-        self.append_turn(key, messages, system=system)
+        self.append_turn(key, messages, system=system, state=state)
         self._release_lease(key, token)
         return True
 
@@ -372,8 +431,8 @@ class BaseStore:
         `HeldSession.commit` then stores the turn and unlocks in one transaction; leaving the
         block without a commit just unlocks. Raises `SessionBusyError` like `lock`.
         """
-        token, history = self._poll(key, timeout, self._loader(key))
-        held = self._held(key, token, history)
+        token, loaded = self._poll(key, timeout, self._loader(key))
+        held = self._held(key, token, loaded)
         try:
             yield held
         finally:
@@ -385,31 +444,41 @@ class BaseStore:
         self, key: SessionKey, *, timeout: float | None = None
     ) -> AsyncIterator[HeldSession]:
         """`begin_turn` for coroutines: one worker-thread hop to lock, one to commit."""
-        token, history = await self._apoll(key, timeout, self._loader(key))
-        held = self._held(key, token, history)
+        token, loaded = await self._apoll(key, timeout, self._loader(key))
+        held = self._held(key, token, loaded)
         try:
             yield held
         finally:
             if not held.committed:
                 await asyncio.shield(self._settle(held, token))
 
-    def _loader(self, key: SessionKey) -> _Attempt[list[Message]]:
+    def _loader(self, key: SessionKey) -> _Attempt[_Loaded]:
         return lambda token: self._acquire_and_load(key, token, self.lock_ttl)
 
-    def _held(self, key: SessionKey, token: str, history: list[Message]) -> HeldSession:
-        def acommit(messages: Sequence[Message], system: Message | None) -> Awaitable[None]:
-            return self._io(self._finish, key, token, messages, system)
+    def _held(self, key: SessionKey, token: str, loaded: _Loaded) -> HeldSession:
+        def commit(messages: Sequence[Message], system: Message | None, state: str | None) -> None:
+            self._finish(key, token, messages, system, state)
 
-        return HeldSession(key, history, lambda m, s: self._finish(key, token, m, s), acommit)
+        def acommit(
+            messages: Sequence[Message], system: Message | None, state: str | None
+        ) -> Awaitable[None]:
+            return self._io(self._finish, key, token, messages, system, state)
+
+        return HeldSession(key, loaded, commit, acommit)
 
     def _finish(
-        self, key: SessionKey, token: str, messages: Sequence[Message], system: Message | None
+        self,
+        key: SessionKey,
+        token: str,
+        messages: Sequence[Message],
+        system: Message | None,
+        state: str | None,
     ) -> None:
         renewer = self._renewer
         if renewer is not None:
             renewer.closing(token)  # the commit frees the lease: a failed renewal is expected
         try:
-            kept = self._append_and_release(key, token, messages, system)
+            kept = self._append_and_release(key, token, messages, system, state)
         finally:
             if renewer is not None:
                 renewer.drop(token)
@@ -437,14 +506,23 @@ class BaseStore:
         return await asyncio.to_thread(fn, *args, **kwargs)
 
     async def aappend_turn(
-        self, key: SessionKey, messages: Sequence[Message], *, system: Message | None = None
+        self,
+        key: SessionKey,
+        messages: Sequence[Message],
+        *,
+        system: Message | None = None,
+        state: str | None = None,
     ) -> None:
         """Async `append_turn`."""
-        await self._io(self.append_turn, key, messages, system=system)
+        await self._io(self.append_turn, key, messages, system=system, state=state)
 
     async def aload(self, key: SessionKey) -> list[Message]:
         """Async `load`."""
         return await self._io(self.load, key)
+
+    async def aload_state(self, key: SessionKey) -> str | None:
+        """Async `load_state`."""
+        return await self._io(self.load_state, key)
 
     async def alist_sessions(self, owner: str) -> list[SessionInfo]:
         """Async `list_sessions`."""
@@ -483,24 +561,20 @@ def ahold_session(
 @contextlib.contextmanager
 def _stepwise(store: Store, key: SessionKey) -> Iterator[HeldSession]:
     with store.lock(key):
-        yield HeldSession(key, store.load(key), *_appenders(store, key))
+        yield HeldSession(key, (store.load(key), store.load_state(key)), *_appenders(store, key))
 
 
 @contextlib.asynccontextmanager
 async def _astepwise(store: Store, key: SessionKey) -> AsyncIterator[HeldSession]:
     async with store.alock(key):
-        yield HeldSession(key, await store.aload(key), *_appenders(store, key))
+        loaded = (await store.aload(key), await store.aload_state(key))
+        yield HeldSession(key, loaded, *_appenders(store, key))
 
 
-def _appenders(
-    store: Store, key: SessionKey
-) -> tuple[
-    Callable[[Sequence[Message], Message | None], None],
-    Callable[[Sequence[Message], Message | None], Awaitable[None]],
-]:
+def _appenders(store: Store, key: SessionKey) -> tuple[_Commit, _ACommit]:
     return (
-        lambda m, s: store.append_turn(key, m, system=s),
-        lambda m, s: store.aappend_turn(key, m, system=s),
+        lambda m, s, st: store.append_turn(key, m, system=s, state=st),
+        lambda m, s, st: store.aappend_turn(key, m, system=s, state=st),
     )
 
 

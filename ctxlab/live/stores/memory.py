@@ -16,6 +16,7 @@ __all__ = ["MemoryStore"]
 @dataclass(kw_only=True)
 class _Entry:
     system: Message | None = None
+    state: str | None = None
     messages: list[Message] = field(default_factory=list)
     created: float = field(default_factory=time.time)
     updated: float = field(default_factory=time.time)
@@ -42,17 +43,30 @@ class MemoryStore(BaseStore):
         self._leases: dict[SessionKey, str] = {}
 
     def append_turn(
-        self, key: SessionKey, messages: Sequence[Message], *, system: Message | None = None
+        self,
+        key: SessionKey,
+        messages: Sequence[Message],
+        *,
+        system: Message | None = None,
+        state: str | None = None,
     ) -> None:
-        """Append the messages of one turn atomically; `system` replaces the system message."""
+        """Append one turn atomically; `system` and `state` replace the stored ones when given."""
         with self._mutex:
-            self._append(key, messages, system)
+            self._append(key, messages, system, state)
 
-    def _append(self, key: SessionKey, messages: Sequence[Message], system: Message | None) -> None:
+    def _append(
+        self,
+        key: SessionKey,
+        messages: Sequence[Message],
+        system: Message | None,
+        state: str | None,
+    ) -> None:
         entry = self._sessions.setdefault(key, _Entry())
         entry.messages.extend(messages)
         if system is not None:
             entry.system = system
+        if state is not None:
+            entry.state = state
         entry.updated = time.time()
 
     def load(self, key: SessionKey) -> list[Message]:
@@ -63,6 +77,12 @@ class MemoryStore(BaseStore):
                 return []
             head = [entry.system] if entry.system is not None else []
             return head + entry.messages
+
+    def load_state(self, key: SessionKey) -> str | None:
+        """The strategy state stored with the session, or None."""
+        with self._mutex:
+            entry = self._sessions.get(key)
+            return entry.state if entry is not None else None
 
     def list_sessions(self, owner: str) -> list[SessionInfo]:
         """The owner's sessions, most recently updated first."""
@@ -99,11 +119,16 @@ class MemoryStore(BaseStore):
                 del self._leases[key]
 
     def _append_and_release(
-        self, key: SessionKey, token: str, messages: Sequence[Message], system: Message | None
+        self,
+        key: SessionKey,
+        token: str,
+        messages: Sequence[Message],
+        system: Message | None,
+        state: str | None,
     ) -> bool:
         # One critical section: no reader sees the turn stored while the lock still looks held.
         with self._mutex:
-            self._append(key, messages, system)
+            self._append(key, messages, system, state)
             if self._leases.get(key) != token:
                 return False
             del self._leases[key]

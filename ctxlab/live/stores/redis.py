@@ -3,7 +3,7 @@
 Layout, with every owner and id percent-encoded so no name can collide with another::
 
     {prefix}:s:{owner}:{id}:msgs   list of JSON messages, in order
-    {prefix}:s:{owner}:{id}:meta   hash: system, created_at, updated_at
+    {prefix}:s:{owner}:{id}:meta   hash: system, state (the strategy's), created_at, updated_at
     {prefix}:o:{owner}             sorted set of the owner's session ids by updated_at
     {prefix}:lock:{owner}:{id}     the session's lock lease (token, with a PX expiry)
 """
@@ -39,7 +39,8 @@ return 0
 # Take the lease and, when won, read the history it guards: one round trip, one snapshot.
 _ACQUIRE_AND_LOAD = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return {1, redis.call('HGET', KEYS[2], 'system'), redis.call('LRANGE', KEYS[3], 0, -1)}
+  local meta = redis.call('HMGET', KEYS[2], 'system', 'state')
+  return {1, meta[1], redis.call('LRANGE', KEYS[3], 0, -1), meta[2]}
 end
 return {0}
 """
@@ -105,15 +106,25 @@ class RedisStore(BaseStore):
         return f"{self.prefix}:lock:{quote(key.owner, safe='')}:{quote(key.id, safe='')}"
 
     def append_turn(
-        self, key: SessionKey, messages: Sequence[Message], *, system: Message | None = None
+        self,
+        key: SessionKey,
+        messages: Sequence[Message],
+        *,
+        system: Message | None = None,
+        state: str | None = None,
     ) -> None:
-        """Append the messages of one turn in one MULTI/EXEC; `system` replaces the old one."""
+        """Append one turn in one MULTI/EXEC; `system` and `state` replace the stored ones."""
         with self._client.pipeline(transaction=True) as pipe:
-            self._queue_turn(pipe, key, messages, system)
+            self._queue_turn(pipe, key, messages, system, state)
             pipe.execute()
 
     def _queue_turn(
-        self, pipe: Any, key: SessionKey, messages: Sequence[Message], system: Message | None
+        self,
+        pipe: Any,
+        key: SessionKey,
+        messages: Sequence[Message],
+        system: Message | None,
+        state: str | None,
     ) -> None:
         now, meta = time.time(), self._key(key, "meta")
         if messages:
@@ -122,6 +133,8 @@ class RedisStore(BaseStore):
         pipe.hset(meta, "updated_at", repr(now))
         if system is not None:
             pipe.hset(meta, "system", encode(system))
+        if state is not None:
+            pipe.hset(meta, "state", state)
         pipe.zadd(self._index(key.owner), {key.id: now})
 
     def load(self, key: SessionKey) -> list[Message]:
@@ -131,6 +144,11 @@ class RedisStore(BaseStore):
             pipe.lrange(self._key(key, "msgs"), 0, -1)
             system, bodies = pipe.execute()
         return _decode(system, bodies)
+
+    def load_state(self, key: SessionKey) -> str | None:
+        """The strategy state stored with the session, or None."""
+        state: str | None = self._client.hget(self._key(key, "meta"), "state")
+        return state
 
     def list_sessions(self, owner: str) -> list[SessionInfo]:
         """The owner's sessions, most recently updated first."""
@@ -171,17 +189,28 @@ class RedisStore(BaseStore):
     def _acquire_lease(self, key: SessionKey, token: str, ttl: float) -> bool:
         return bool(self._client.set(self._lock_key(key), token, nx=True, px=_ms(ttl)))
 
-    def _acquire_and_load(self, key: SessionKey, token: str, ttl: float) -> list[Message] | None:
+    def _acquire_and_load(
+        self, key: SessionKey, token: str, ttl: float
+    ) -> tuple[list[Message], str | None] | None:
         keys = [self._lock_key(key), self._key(key, "meta"), self._key(key, "msgs")]
         reply = self._acquire_script(keys=keys, args=[token, _ms(ttl)])
-        return _decode(reply[1], reply[2]) if reply[0] else None
+        if not reply[0]:
+            return None
+        # Lua turns a missing field (nil) into false, and a trailing nil drops off the reply.
+        system, state = reply[1] or None, (reply[3] if len(reply) > 3 else None) or None
+        return _decode(system, reply[2]), state
 
     def _append_and_release(
-        self, key: SessionKey, token: str, messages: Sequence[Message], system: Message | None
+        self,
+        key: SessionKey,
+        token: str,
+        messages: Sequence[Message],
+        system: Message | None,
+        state: str | None,
     ) -> bool:
-        # The release script runs inside the turn's MULTI/EXEC: both apply, or neither.
+        # The release script runs inside the turn's MULTI/EXEC: all apply, or none.
         with self._client.pipeline(transaction=True) as pipe:
-            self._queue_turn(pipe, key, messages, system)
+            self._queue_turn(pipe, key, messages, system, state)
             self._release_script(keys=[self._lock_key(key)], args=[token], client=pipe)
             *_, freed = pipe.execute()
         return bool(freed)

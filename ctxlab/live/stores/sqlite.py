@@ -33,6 +33,8 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """CREATE TABLE locks (
             name TEXT PRIMARY KEY, token TEXT NOT NULL, expires_at REAL NOT NULL)""",
     ),
+    # 2: the strategy state each turn leaves (a running summary), committed with the turn.
+    ("ALTER TABLE sessions ADD COLUMN state TEXT",),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -154,12 +156,17 @@ class SQLiteStore(BaseStore):
     # -- sessions ------------------------------------------------------------------------------
 
     def append_turn(
-        self, key: SessionKey, messages: Sequence[Message], *, system: Message | None = None
+        self,
+        key: SessionKey,
+        messages: Sequence[Message],
+        *,
+        system: Message | None = None,
+        state: str | None = None,
     ) -> None:
-        """Append the messages of one turn in one transaction; `system` replaces the old one."""
+        """Append one turn in one transaction; `system` and `state` replace the stored ones."""
         rows = self._turn_rows(messages, system)
         with self._write() as conn:
-            self._insert_turn(conn, key, *rows)
+            self._insert_turn(conn, key, *rows, state)
 
     def _turn_rows(
         self, messages: Sequence[Message], system: Message | None
@@ -168,7 +175,12 @@ class SQLiteStore(BaseStore):
         return [encode(m) for m in messages], encode(system) if system is not None else None
 
     def _insert_turn(
-        self, conn: sqlite3.Connection, key: SessionKey, bodies: list[str], system: str | None
+        self,
+        conn: sqlite3.Connection,
+        key: SessionKey,
+        bodies: list[str],
+        system: str | None,
+        state: str | None,
     ) -> None:
         now = time.time()
         row = conn.execute(
@@ -180,10 +192,10 @@ class SQLiteStore(BaseStore):
             [(key.owner, key.id, start + i, b) for i, b in enumerate(bodies)],
         )
         conn.execute(
-            "INSERT INTO sessions VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (owner, id) DO UPDATE "
+            "INSERT INTO sessions VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (owner, id) DO UPDATE "
             "SET system = COALESCE(excluded.system, system), updated_at = excluded.updated_at,"
-            " messages = excluded.messages",
-            (key.owner, key.id, system, now, now, start + len(bodies)),
+            " messages = excluded.messages, state = COALESCE(excluded.state, state)",
+            (key.owner, key.id, system, now, now, start + len(bodies), state),
         )
 
     def load(self, key: SessionKey) -> list[Message]:
@@ -192,10 +204,19 @@ class SQLiteStore(BaseStore):
         # One read transaction, so the system message and the turns come from one snapshot.
         conn.execute("BEGIN")
         try:
-            stored = _read(conn, key)
+            system, bodies, _ = _read(conn, key)
         finally:
             conn.execute("COMMIT")
-        return _decode(*stored)
+        return _decode(system, bodies)
+
+    def load_state(self, key: SessionKey) -> str | None:
+        """The strategy state stored with the session, or None."""
+        row = (
+            self._conn()
+            .execute("SELECT state FROM sessions WHERE owner = ? AND id = ?", (key.owner, key.id))
+            .fetchone()
+        )
+        return row[0] if row else None
 
     def list_sessions(self, owner: str) -> list[SessionInfo]:
         """The owner's sessions, most recently updated first."""
@@ -231,19 +252,28 @@ class SQLiteStore(BaseStore):
         with self._write(durable=False) as conn:
             return _take(conn, key, token, ttl)
 
-    def _acquire_and_load(self, key: SessionKey, token: str, ttl: float) -> list[Message] | None:
+    def _acquire_and_load(
+        self, key: SessionKey, token: str, ttl: float
+    ) -> tuple[list[Message], str | None] | None:
         # One transaction: the lease and the history it guards, read while the lease is new.
         with self._write(durable=False) as conn:
-            stored = _read(conn, key) if _take(conn, key, token, ttl) else None
-        return None if stored is None else _decode(*stored)
+            if not _take(conn, key, token, ttl):
+                return None
+            system, bodies, state = _read(conn, key)
+        return _decode(system, bodies), state
 
     def _append_and_release(
-        self, key: SessionKey, token: str, messages: Sequence[Message], system: Message | None
+        self,
+        key: SessionKey,
+        token: str,
+        messages: Sequence[Message],
+        system: Message | None,
+        state: str | None,
     ) -> bool:
-        # The turn and the release commit together (durably, like any turn).
+        # The turn, its strategy state and the release commit together (durably, like a turn).
         rows = self._turn_rows(messages, system)
         with self._write() as conn:
-            self._insert_turn(conn, key, *rows)
+            self._insert_turn(conn, key, *rows, state)
             freed = conn.execute(
                 "DELETE FROM locks WHERE name = ? AND token = ?", (_lock_name(key), token)
             )
@@ -274,16 +304,17 @@ def _take(conn: sqlite3.Connection, key: SessionKey, token: str, ttl: float) -> 
     return cur.rowcount > 0
 
 
-def _read(conn: sqlite3.Connection, key: SessionKey) -> tuple[str | None, list[str]]:
-    """The stored system message and message bodies, inside an open transaction."""
+def _read(conn: sqlite3.Connection, key: SessionKey) -> tuple[str | None, list[str], str | None]:
+    """The stored system message, message bodies and strategy state, in an open transaction."""
     row = conn.execute(
-        "SELECT system FROM sessions WHERE owner = ? AND id = ?", (key.owner, key.id)
+        "SELECT system, state FROM sessions WHERE owner = ? AND id = ?", (key.owner, key.id)
     ).fetchone()
     rows = conn.execute(
         "SELECT body FROM messages WHERE owner = ? AND session = ? ORDER BY seq",
         (key.owner, key.id),
     ).fetchall()
-    return (row[0] if row else None), [body for (body,) in rows]
+    system, state = row if row else (None, None)
+    return system, [body for (body,) in rows], state
 
 
 def _decode(system: str | None, bodies: list[str]) -> list[Message]:
