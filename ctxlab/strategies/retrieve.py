@@ -11,6 +11,7 @@ of recent turns).
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -23,12 +24,21 @@ from ctxlab.errors import BudgetUnreachableError, UsageError
 from ctxlab.invariants import must_keep
 from ctxlab.messages import Conversation, Message
 from ctxlab.pruned import Action, Decision, Pruned
-from ctxlab.scoring.relevance import Embedder, Ranking, bm25_ranking, dense_ranking, fuse
+from ctxlab.scoring._bm25 import query_weights, terms
+from ctxlab.scoring.relevance import (
+    Embedder,
+    Ranking,
+    bm25_ranking,
+    dense_ranking,
+    fuse,
+    ranking_of,
+)
+from ctxlab.scoring.scorers import history_postings
 from ctxlab.strategies._branches import Branch, History, per_budget
 from ctxlab.strategies._chunked import check_shares
 from ctxlab.strategies._chunked_units import Shares, chunked_walk
 from ctxlab.strategies._tool_units import Unit, units_of
-from ctxlab.strategies._window import share_of
+from ctxlab.strategies._window import prefix_of, share_of
 from ctxlab.strategies.base import BaseStrategy
 from ctxlab.tokens import TokenCounter
 
@@ -116,7 +126,14 @@ class Retrieve(BaseStrategy):
         counter: TokenCounter,
     ) -> Iterator[Pruned]:
         if not self.chunked:
-            yield from super()._replay(conversation, probes, budget, counter)
+            if self.embedder is not None:
+                yield from super()._replay(conversation, probes, budget, counter)
+                return
+            lexical = _PrefixRankings(conversation.messages)
+            for k in probes:
+                prefix = prefix_of(conversation, k)
+                request = self._grouped(prefix, counter, lexical.at(k))
+                yield self._pick(request, budget, self.trigger)[0]
             return
 
         def cut(prefix: Conversation, b: Budget, share: float) -> tuple[Pruned, set[int]]:
@@ -127,11 +144,16 @@ class Retrieve(BaseStrategy):
         yield from chunked_walk(conversation, probes, budget, counter, shares, cut, self.label)
 
     def _request(self, conversation: Conversation, counter: TokenCounter) -> _Request:
+        return self._grouped(conversation, counter, self._ranking(conversation.messages))
+
+    def _grouped(
+        self, conversation: Conversation, counter: TokenCounter, ranking: Ranking | None
+    ) -> _Request:
         msgs = conversation.messages
         counts = counter.count_many(msgs)
         units, tracker = units_of(msgs, counts)
         branch = Branch(conversation=conversation, counts=counts, units=units, tracker=tracker)
-        return _Request(branch, self._ranking(msgs))
+        return _Request(branch, ranking)
 
     def branches(
         self,
@@ -211,6 +233,30 @@ class Retrieve(BaseStrategy):
             ranking = fuse(lexical, dense)
         # Back to message positions: the query takes no part (rank 0, score 0).
         return ranking.inserted(user)
+
+
+class _PrefixRankings:
+    """BM25 rankings of every prefix of a conversation from one set of term statistics.
+
+    At prefix k the corpus is every message but the query (the newest user message), as
+    `Retrieve._ranking` builds it; the statistics of the whole conversation answer it with
+    the query's document left out, the same numbers without an index per prefix.
+    """
+
+    def __init__(self, messages: Sequence[Message]) -> None:
+        self.messages = messages
+        self.postings = history_postings(tuple(m.text for m in messages))
+        self.users = [i for i, m in enumerate(messages) if _is_user_turn(m)]
+
+    def at(self, k: int) -> Ranking | None:
+        """The ranking `Retrieve._ranking` gives for ``messages[:k]``."""
+        pos = bisect.bisect_left(self.users, k)
+        if not pos:
+            return None
+        user = self.users[pos - 1]
+        weights = query_weights(terms(self.messages[user].text))
+        raw = self.postings.scores(weights, k, skip=user) if k > 1 else []
+        return ranking_of(np.asarray(raw, dtype=np.float64)).inserted(user)
 
 
 class _Request:
@@ -315,6 +361,10 @@ def _recent(candidates: list[Unit], share: int) -> tuple[list[Unit], int]:
         chosen.append(unit)
         used += unit.cost
     return chosen, used
+
+
+def _is_user_turn(m: Message) -> bool:
+    return m.role == "user" and not m.is_tool_output
 
 
 def _fmt(score: float) -> str:
