@@ -29,6 +29,7 @@ from ctxlab.budget import Budget
 from ctxlab.errors import BudgetUnreachableError
 from ctxlab.messages import Conversation, Message
 from ctxlab.strategies._branches import per_budget
+from ctxlab.strategies._compose import decision
 from ctxlab.strategies._tool_units import NEVER, sendable_ends
 from ctxlab.strategies.base import Action, BaseStrategy, Decision, Pruned
 from ctxlab.tokens import TokenCounter
@@ -132,9 +133,9 @@ class Layout:
         rows: dict[tuple[str, str], list[Decision]] = self.__dict__.setdefault("_rows", {})
         found = rows.get((action, reason))
         if found is None:
+            # interned: the layouts of one conversation (one per budget) share their rows
             found = rows[action, reason] = [
-                Decision(index=i, message_id=m.id, action=action, reason=reason)
-                for i, m in enumerate(self.messages)
+                decision(i, m.id, action, reason) for i, m in enumerate(self.messages)
             ]
         return found
 
