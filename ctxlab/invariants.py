@@ -184,7 +184,7 @@ def _check_messages(
     Fills `positions` (message id to its place in `sent`).
     """
     seen: set[str] = set()
-    dia_ids = {m.meta["dia_id"] for m in conv.messages if "dia_id" in m.meta}
+    dia_ids: set[object] | None = None  # of the originals, gathered only when needed
     last = -1
     for j, m in enumerate(sent):
         if m.id in seen:
@@ -198,7 +198,9 @@ def _check_messages(
             if not m.is_synthetic:
                 what = f"message {j} has a new id {m.id!r} but no meta['synthetic']"
                 yield Violation(kind="malformed", detail=what)
-            elif m.meta.get("dia_id") in dia_ids:
+            elif "dia_id" in m.meta and m.meta["dia_id"] in (
+                dia_ids := dia_ids if dia_ids is not None else _dia_ids(conv)
+            ):
                 what = f"synthetic message {m.id!r} copies dia_id {m.meta['dia_id']!r}"
                 yield Violation(kind="malformed", detail=what)
             continue
@@ -211,6 +213,15 @@ def _check_messages(
             what = f"message {i} ({m.id!r}) changed its role or tool calls"
             yield Violation(kind="malformed", detail=what)
     positions.update({m.id: j for j, m in enumerate(sent)})
+
+
+def _dia_ids(conv: Conversation) -> set[object]:
+    return {m.meta["dia_id"] for m in conv.messages if "dia_id" in m.meta}
+
+
+def _same(a: Message, b: Message) -> bool:
+    """``a == b``, without comparing every field of a message with itself."""
+    return a is b or a == b
 
 
 def _check_pins(conv: Conversation, sent: Sequence[Message]) -> Iterator[Violation]:
@@ -227,7 +238,7 @@ def _check_pins(conv: Conversation, sent: Sequence[Message]) -> Iterator[Violati
         if m.id not in by_id:
             detail = f"the {what} (index {index}, id {m.id!r}) was dropped"
             yield Violation(kind=kind, detail=detail)
-        elif by_id[m.id] != m:
+        elif not _same(by_id[m.id], m):
             detail = f"the {what} (index {index}, id {m.id!r}) was changed"
             yield Violation(kind=kind, detail=detail)
 
@@ -307,15 +318,24 @@ def _decision_problem(
     m: Message, d: Decision, sent: Sequence[Message], positions: dict[str, int]
 ) -> str | None:
     j = positions.get(m.id)
-    label = f"message {d.index} ({m.id!r}) is {d.action!r}"
-    if d.action == "kept" and (j is None or sent[j] != m):
-        return f"{label} but is not sent verbatim"
-    if d.action in ("masked", "truncated") and (j is None or sent[j] == m or d.into != m.id):
-        return f"{label} but is not sent under its id with changed content"
-    if d.action == "dropped" and j is not None:
-        return f"{label} but is sent"
-    if d.action == "summarized":
+    action = d.action
+    if action == "kept":
+        if j is not None and _same(sent[j], m):
+            return None
+        problem = "but is not sent verbatim"
+    elif action == "dropped":
+        if j is None:
+            return None
+        problem = "but is sent"
+    elif action in ("masked", "truncated"):
+        if not (j is None or _same(sent[j], m) or d.into != m.id):
+            return None
+        problem = "but is not sent under its id with changed content"
+    elif action == "summarized":
         carrier = positions.get(d.into or "")
-        if j is not None or carrier is None or not sent[carrier].is_synthetic:
-            return f"{label} but does not point to a synthetic message that is sent"
-    return None
+        if j is None and carrier is not None and sent[carrier].is_synthetic:
+            return None
+        problem = "but does not point to a synthetic message that is sent"
+    else:
+        return None
+    return f"message {d.index} ({m.id!r}) is {action!r} {problem}"

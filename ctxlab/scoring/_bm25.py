@@ -148,16 +148,23 @@ class Postings:
         weights: Mapping[str, float],
         n: int | None = None,
         extra: Sequence[str] | None = None,
+        skip: int | None = None,
     ) -> list[float]:
         """BM25 score of each of the first `n` documents (default: all) for weighted terms.
 
         With `extra`, one more document (its terms) is scored after those `n`, as if it had
-        been added there: the same numbers, without changing these statistics.
+        been added there: the same numbers, without changing these statistics. With `skip`,
+        document `skip` (below `n`) is left out, as if it had never been added: the scores
+        are those of the other documents, in order.
         """
         import numpy as np
 
         n = len(self.lens) if n is None else n
         lens = self.lens[:n]
+        if skip is not None and skip < n:
+            lens = [*lens[:skip], *lens[skip + 1 :]]
+        else:
+            skip = None
         tail = dict(zip(*_term_counts(tuple(extra)), strict=True)) if extra is not None else {}
         if extra is not None:
             lens = [*lens, len(extra)]
@@ -173,10 +180,14 @@ class Postings:
             df = bisect.bisect_left(docs, n) if docs is not None else 0
             more = tail.get(term, 0) if term else 0
             if docs is not None and df:
-                at += docs[:df]
-                tfs += self._tfs[term][:df]
+                found, freqs = docs[:df], self._tfs[term][:df]
+                if skip is not None:
+                    found, freqs = _without(found, freqs, skip)
+                    df = len(found)
+                at += found
+                tfs += freqs
             if more:
-                at.append(n)
+                at.append(total - 1)
                 tfs.append(more)
             if df or more:
                 seen = df + (1 if more else 0)
@@ -189,6 +200,14 @@ class Postings:
         weight = np.repeat(np.array(ws, dtype=np.float64), dfs)
         tf = np.array(tfs, dtype=np.float64)
         return _combine(total, tf, np.array(at), np.array(lens), idf, weight)
+
+
+def _without(docs: list[int], tfs: list[int], skip: int) -> tuple[list[int], list[int]]:
+    """Postings without document `skip`, the documents after it moved down by one."""
+    pos = bisect.bisect_left(docs, skip)
+    gone = pos < len(docs) and docs[pos] == skip
+    after = [d - 1 for d in docs[pos + gone :]]
+    return [*docs[:pos], *after], [*tfs[:pos], *tfs[pos + gone :]]
 
 
 @lru_cache(maxsize=65536)

@@ -21,7 +21,15 @@ from ctxlab.errors import UsageError
 from ctxlab.scoring._bm25 import query_weights, terms
 from ctxlab.scoring.scorers import history_postings
 
-__all__ = ["RRF_K", "Embedder", "Ranking", "bm25_ranking", "dense_ranking", "fuse"]
+__all__ = [
+    "RRF_K",
+    "Embedder",
+    "Ranking",
+    "bm25_ranking",
+    "dense_ranking",
+    "fuse",
+    "ranking_of",
+]
 
 #: Turns texts into one vector per text (rows), e.g. a sentence-embedding model.
 Embedder = Callable[[list[str]], npt.ArrayLike]
@@ -67,7 +75,11 @@ def bm25_ranking(corpus: Sequence[str], query: str) -> Ranking:
     texts = tuple(corpus)
     weights = query_weights(terms(query))
     raw = history_postings(texts).scores(weights) if texts else []
-    scores = np.asarray(raw, dtype=np.float64)
+    return ranking_of(np.asarray(raw, dtype=np.float64))
+
+
+def ranking_of(scores: FloatArray) -> Ranking:
+    """The BM25 ranking of these scores: documents scoring 0 take no rank."""
     return Ranking(scores=scores, ranks=_ranks(scores, scores > 0))
 
 

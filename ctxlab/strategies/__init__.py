@@ -179,9 +179,8 @@ _SIMPLE: dict[Any, str] = {int: "a whole number", float: "a number", bool: "true
 
 def _check_types(name: str, cls: type[BaseStrategy], params: Mapping[str, Any]) -> None:
     """Reject a value whose type a simple parameter cannot take, naming the parameter."""
-    try:
-        hints = typing.get_type_hints(cls)
-    except (NameError, TypeError):  # a hint that cannot be resolved: leave it to the class
+    hints = _hints(cls)
+    if hints is None:  # a hint that cannot be resolved: leave it to the class
         return
     for key, value in params.items():
         allowed = _allowed(hints.get(key))
@@ -190,6 +189,19 @@ def _check_types(name: str, cls: type[BaseStrategy], params: Mapping[str, Any]) 
             raise UsageError(
                 f"bad parameter for strategy {name!r}: {key} must be {wanted}, got {value!r}"
             )
+
+
+_HINTS: dict[type[BaseStrategy], dict[str, Any] | None] = {}
+
+
+def _hints(cls: type[BaseStrategy]) -> dict[str, Any] | None:
+    """The resolved type hints of a strategy class (None when one cannot be resolved)."""
+    if cls not in _HINTS:
+        try:
+            _HINTS[cls] = typing.get_type_hints(cls)
+        except (NameError, TypeError):
+            _HINTS[cls] = None
+    return _HINTS[cls]
 
 
 def _allowed(hint: Any) -> list[Any] | None:

@@ -12,7 +12,40 @@ from collections.abc import Sequence
 from ctxlab.messages import Conversation
 from ctxlab.strategies.base import Action, Decision, Pruned
 
-__all__ = ["chain", "compose"]
+__all__ = ["chain", "compose", "decision"]
+
+_Key = tuple[int, str, str, str, "str | None"]
+_INTERNED: dict[_Key, Decision] = {}
+_INTERNED_MAX = 200_000
+
+
+def decision(
+    index: int,
+    message_id: str,
+    action: Action,
+    reason: str,
+    score: float | None = None,
+    into: str | None = None,
+) -> Decision:
+    """``Decision(...)``, the same object for equal arguments (decisions are frozen).
+
+    A replay describes every message again at every probe, mostly as it did at the last one:
+    looking a decision up costs a fraction of building it. The table is emptied when full.
+    Decisions with a score are built afresh (a float key would merge 0.0 and -0.0).
+    """
+    if score is not None:
+        return Decision(
+            index=index, message_id=message_id, action=action, reason=reason, score=score, into=into
+        )
+    key = (index, message_id, action, reason, into)
+    found = _INTERNED.get(key)
+    if found is None:
+        if len(_INTERNED) >= _INTERNED_MAX:
+            _INTERNED.clear()
+        found = _INTERNED[key] = Decision(
+            index=index, message_id=message_id, action=action, reason=reason, score=score, into=into
+        )
+    return found
 
 
 def compose(first: Sequence[Decision], second: Sequence[Decision]) -> list[Decision]:
@@ -49,11 +82,9 @@ def _follow(d: Decision, later: dict[str, Decision]) -> Decision:
 def _with(
     d: Decision, action: Action, reason: str, score: float | None, into: str | None
 ) -> Decision:
-    # A direct constructor call: `dataclasses.replace` costs several times more, and a long
-    # replay composes one decision per message and probe.
-    return Decision(
-        index=d.index, message_id=d.message_id, action=action, reason=reason, score=score, into=into
-    )
+    # Not `dataclasses.replace`, which costs several times more: a long replay composes one
+    # decision per message and probe.
+    return decision(d.index, d.message_id, action, reason, score, into)
 
 
 def chain(conversation: Conversation, first: Pruned, second: Pruned, label: str) -> Pruned:

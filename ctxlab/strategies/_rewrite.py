@@ -8,7 +8,7 @@ from typing import Any
 from ctxlab.budget import Budget
 from ctxlab.invariants import check
 from ctxlab.messages import Conversation, Message
-from ctxlab.strategies._compose import compose
+from ctxlab.strategies._compose import compose, decision
 from ctxlab.strategies._window import prefix_of
 from ctxlab.strategies.base import Action, BaseStrategy, Decision, Pruned
 from ctxlab.strategies.keep_all import KeepAll
@@ -93,5 +93,5 @@ def _decisions(originals: Sequence[Message], changes: Changes) -> list[Decision]
     for i, m in enumerate(originals):
         action, why = changes.get(i, ("kept", "unchanged"))
         into = m.id if action != "kept" else None
-        out.append(Decision(index=i, message_id=m.id, action=action, reason=why, into=into))
+        out.append(decision(i, m.id, action, why, None, into))
     return out

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from ctxlab.budget import Budget
 from ctxlab.errors import BudgetUnreachableError
 from ctxlab.messages import Conversation, Message
+from ctxlab.strategies._compose import decision
 from ctxlab.strategies._tool_units import Unit, UnitTracker
 from ctxlab.strategies._window import prefix_of
 from ctxlab.strategies.base import Decision, Pruned
@@ -304,22 +305,17 @@ class _Snapshot:
 
     def _decide(self, i: int, mid: str, fold: int, bad: str | None) -> Decision:
         if i == self.system:
-            return Decision(index=i, message_id=mid, action="kept", reason="pinned: system")
+            return decision(i, mid, "kept", "pinned: system")
         if i == self.user:
-            why = "pinned: newest user message"
-            return Decision(index=i, message_id=mid, action="kept", reason=why)
+            return decision(i, mid, "kept", "pinned: newest user message")
         if 0 < fold <= self.folds:
             if fold > self.lost and self.summary_id is not None:
                 why = "folded into the summary" + (f" ({self.note})" if self.note else "")
-                return Decision(
-                    index=i, message_id=mid, action="summarized", reason=why, into=self.summary_id
-                )
-            why = "folded when no summary fitted the budget"
-            return Decision(index=i, message_id=mid, action="dropped", reason=why)
+                return decision(i, mid, "summarized", why, None, self.summary_id)
+            return decision(i, mid, "dropped", "folded when no summary fitted the budget")
         if i in self.open:
-            why = "tool call awaiting its results"
-            return Decision(index=i, message_id=mid, action="dropped", reason=why)
+            return decision(i, mid, "dropped", "tool call awaiting its results")
         if bad is not None and i < self.k:
-            return Decision(index=i, message_id=mid, action="dropped", reason=bad)
+            return decision(i, mid, "dropped", bad)
         why = "newer than the summary" if self.summary_id else "fits the budget"
-        return Decision(index=i, message_id=mid, action="kept", reason=why)
+        return decision(i, mid, "kept", why)

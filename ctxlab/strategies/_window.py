@@ -29,6 +29,7 @@ from ctxlab.budget import Budget
 from ctxlab.errors import BudgetUnreachableError
 from ctxlab.messages import Conversation, Message
 from ctxlab.strategies._branches import per_budget
+from ctxlab.strategies._compose import decision
 from ctxlab.strategies._tool_units import NEVER, sendable_ends
 from ctxlab.strategies.base import Action, BaseStrategy, Decision, Pruned
 from ctxlab.tokens import TokenCounter
@@ -125,6 +126,36 @@ class Layout:
     def __len__(self) -> int:
         return len(self.messages)
 
+    # -- decisions, shared by every selection of this layout ---------------------------------
+
+    def row(self, action: Action, reason: str) -> list[Decision]:
+        """The decision ``action``/``reason`` of every message, built once per pair."""
+        rows: dict[tuple[str, str], list[Decision]] = self.__dict__.setdefault("_rows", {})
+        found = rows.get((action, reason))
+        if found is None:
+            # interned: the layouts of one conversation (one per budget) share their rows
+            found = rows[action, reason] = [
+                decision(i, m.id, action, reason) for i, m in enumerate(self.messages)
+            ]
+        return found
+
+    def never_below(self, k: int) -> list[int]:
+        """Indices below k of the messages that can never be sent, ascending."""
+        never: list[int] | None = self.__dict__.get("_never")
+        if never is None:
+            never = self.__dict__["_never"] = [i for i, e in enumerate(self.unit_end) if e == NEVER]
+        return never[: bisect.bisect_left(never, k)]
+
+    def unsendable(self, i: int) -> Decision:
+        """The decision of message i when it cannot be sent (never, or not yet)."""
+        return _unsendable(i, self.messages[i], i in self.orphans)
+
+    def pinned(self, i: int) -> Decision:
+        """The decision of pinned message i."""
+        m = self.messages[i]
+        why = "pinned: system" if m.role == "system" else "pinned: newest user message"
+        return Decision(index=i, message_id=m.id, action="kept", reason=why)
+
     def extended(self, message: Message) -> Layout:
         """This layout with one more message that is its own unit (not a tool message).
 
@@ -135,7 +166,8 @@ class Layout:
         n, cost = len(self.messages), self._counter.count(message)
         out = object.__new__(type(self))
         out.__dict__.update(self.__dict__)
-        out.__dict__.pop("users", None)  # recomputed on demand
+        for cached in ("users", "_rows", "_never"):  # recomputed on demand
+            out.__dict__.pop(cached, None)
         out.messages = (*self.messages, message)
         out.unit_end = [*self.unit_end, n]
         out.system = n if self.system < 0 and message.role == "system" else self.system
@@ -312,7 +344,9 @@ class Selection:
 
     def _blocked(self, a: int, b: int) -> bool:
         lay = self.layout
-        return lay.bad_cum[b] != lay.bad_cum[a] or any(a <= j < b for j in self.open)
+        if lay.bad_cum[b] != lay.bad_cum[a]:
+            return True
+        return bool(self.open) and any(a <= j < b for j in self.open)
 
     def _range_messages(self, a: int, b: int) -> Sequence[Message]:
         msgs = self.layout.messages
@@ -327,7 +361,16 @@ class Selection:
     def messages(self) -> tuple[Message, ...]:
         """The messages to send, in original order."""
         msgs = self.layout.messages
-        pins, out, pi = self._outside(), [], 0
+        pins = self._outside()
+        if len(self.ranges) == 1:  # the common shape: one run, pins before or after it
+            a, b, _ = self.ranges[0]
+            run = self._range_messages(a, b)
+            if not pins:
+                return tuple(run)
+            before = [msgs[p] for p in pins if p < a]
+            return (*before, *run, *(msgs[p] for p in pins[len(before) :]))
+        out: list[Message] = []
+        pi = 0
         for a, b, _ in self.ranges:
             while pi < len(pins) and pins[pi] < a:
                 out.append(msgs[pins[pi]])
@@ -344,25 +387,21 @@ class Selection:
         return total + sum(lay.cost(a, b, skip) for a, b, _ in self.ranges)
 
     def decisions(self) -> list[Decision]:
-        """One decision per message of the prefix."""
-        lay, out = self.layout, []
-        reasons = [self.drop_reason] * self.k
-        inside = [False] * self.k
+        """One decision per message of the prefix.
+
+        Built from the layout's rows of decisions (`Layout.row`), sliced: a replay asks for
+        the decisions of every probe, and most of them are the same objects each time.
+        """
+        lay, k = self.layout, self.k
+        out = lay.row("dropped", self.drop_reason)[:k]
         for a, b, why in self.ranges:
-            reasons[a:b] = [why] * (b - a)
-            inside[a:b] = [True] * (b - a)
-        closed = set(self.open)
-        pins = set(self.pins)
-        for i in range(self.k):
-            m = lay.messages[i]
-            if i in pins:
-                why = "pinned: system" if m.role == "system" else "pinned: newest user message"
-                out.append(Decision(index=i, message_id=m.id, action="kept", reason=why))
-            elif lay.unit_end[i] == NEVER or i in closed:
-                out.append(_unsendable(i, m, i in lay.orphans))
-            else:
-                action: Action = "kept" if inside[i] else "dropped"
-                out.append(Decision(index=i, message_id=m.id, action=action, reason=reasons[i]))
+            out[a:b] = lay.row("kept", why)[a:b]
+        for i in lay.never_below(k):
+            out[i] = lay.unsendable(i)
+        for i in self.open:
+            out[i] = lay.unsendable(i)
+        for i in self.pins:
+            out[i] = lay.pinned(i)
         return out
 
     def pruned(self, conv: Conversation, budget: Budget, label: str) -> Pruned:

@@ -15,6 +15,7 @@ import itertools
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from ctxlab.budget import Budget, as_budget
@@ -115,9 +116,13 @@ class BaseStrategy:
 
     name: ClassVar[str] = ""
 
-    @property
+    @cached_property
     def label(self) -> str:
-        """Registry name plus the parameters that differ from their defaults."""
+        """Registry name plus the parameters that differ from their defaults.
+
+        Computed once per strategy (strategies are frozen): default factories build values
+        (a pipeline's default steps), and a run asks for the label of every result.
+        """
         parts = []
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
             if not f.init or not f.repr:

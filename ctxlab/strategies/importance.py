@@ -24,8 +24,10 @@ from ctxlab.invariants import must_keep
 from ctxlab.messages import Conversation, Message
 from ctxlab.scoring import Pins, PrefixScores, Scorer, default_scorer, prefix_scores
 from ctxlab.strategies._branches import History, per_budget
+from ctxlab.strategies._chunked import check_shares
+from ctxlab.strategies._chunked_units import Shares, chunked_walk
 from ctxlab.strategies._tool_units import Unit, UnitTracker, units_of
-from ctxlab.strategies._window import prefix_of
+from ctxlab.strategies._window import prefix_of, share_of
 from ctxlab.strategies.base import Action, BaseStrategy, Decision, Pruned
 from ctxlab.tokens import TokenCounter
 
@@ -46,12 +48,20 @@ class Importance(BaseStrategy):
         - a tool call is kept or dropped together with all its results; calls still waiting
           for results, and results without their call, are never sent;
         - every decision carries the score that decided it (its unit's score; ``inf`` for
-          pinned messages).
+          pinned messages);
+        - chunked eviction (`ctxlab.strategies._chunked_units`): with ``target < trigger`` the
+          units chosen at a cut stay, and newer units join them, while the request fits
+          ``trigger`` × the budget; then the units are chosen afresh for ``target`` × the
+          budget. Between cuts the sent prefix only grows, and the decisions say whether a
+          message was chosen at the last cut or is newer (they carry no score).
 
     Attributes:
         scorer: scores every message (higher is kept first).
         pin_ids: ids of messages to keep whenever the budget allows.
         pin: keeps every message for which it returns True, whenever the budget allows.
+        trigger: share of the budget at which the units are chosen afresh, in (0, 1].
+        target: share of the budget they are chosen for, in (0, trigger]; None: trigger
+            (no chunks: every request is chosen for ``trigger`` × the budget).
     """
 
     name: ClassVar[str] = "importance"
@@ -59,8 +69,20 @@ class Importance(BaseStrategy):
     scorer: Scorer = field(default_factory=default_scorer)
     pin_ids: tuple[str, ...] = ()
     pin: Callable[[Message], bool] | None = None
+    trigger: float = 1.0
+    target: float | None = None
+
+    def __post_init__(self) -> None:
+        check_shares(self.name, self.trigger, self.target)
+
+    @property
+    def chunked(self) -> bool:
+        """True when units are chosen in chunks (``target < trigger``)."""
+        return self.target is not None and self.target < self.trigger
 
     def _prune(self, conversation: Conversation, budget: Budget, counter: TokenCounter) -> Pruned:
+        if self.chunked:
+            return next(self._replay(conversation, [len(conversation.messages)], budget, counter))
         scores = self._prefix_scores(conversation, counter)(len(conversation.messages))
         return self._choose(conversation, budget, counter, scores)
 
@@ -73,6 +95,9 @@ class Importance(BaseStrategy):
     ) -> Iterator[Pruned]:
         # Scores of every prefix from one set of statistics (no BM25 index per prefix).
         scores = self._prefix_scores(conversation, counter)
+        if self.chunked:
+            yield from self._chunks(conversation, probes, budget, counter, scores)
+            return
         for k in probes:
             yield self._choose(prefix_of(conversation, k), budget, counter, scores(k))
 
@@ -88,6 +113,11 @@ class Importance(BaseStrategy):
         The history's counts and tool units are computed once; each request is scored once
         for all its budgets.
         """
+        if self.chunked:
+            for extra in extras:
+                conv = conversation.with_messages((*conversation.messages, extra))
+                yield per_budget(budgets, lambda b: self._prune(conv, b, counter))  # noqa: B023
+            return
         history = History(conversation, counter)
         for extra in extras:
             request = history.branch(extra)
@@ -95,7 +125,27 @@ class Importance(BaseStrategy):
             scores = self._prefix_scores(conv, counter)(len(conv.messages))
             grouped = (request.counts, request.units, request.tracker)
             ranked = _Ranked(conv, counter, scores, grouped)
-            yield per_budget(budgets, lambda b: ranked.fill(b, self.label))  # noqa: B023
+            yield per_budget(
+                budgets,
+                lambda b: ranked.fill(b, self.label, self.trigger),  # noqa: B023
+            )
+
+    def _chunks(
+        self,
+        conversation: Conversation,
+        probes: Sequence[int],
+        budget: Budget,
+        counter: TokenCounter,
+        scores: PrefixScores,
+    ) -> Iterator[Pruned]:
+        def cut(prefix: Conversation, b: Budget, share: float) -> tuple[Pruned, set[int]]:
+            ranked = _Ranked(prefix, counter, scores(len(prefix.messages)), None)
+            chosen, used = ranked.chosen(b, share)
+            return ranked.pruned(chosen, used, b, self.label), {u.start for u in chosen}
+
+        assert self.target is not None
+        shares = Shares(trigger=self.trigger, target=self.target)
+        yield from chunked_walk(conversation, probes, budget, counter, shares, cut, self.label)
 
     def _choose(
         self,
@@ -105,7 +155,8 @@ class Importance(BaseStrategy):
         scores: list[float],
         grouped: tuple[list[int], list[Unit], UnitTracker] | None = None,
     ) -> Pruned:
-        return _Ranked(conversation, counter, scores, grouped).fill(budget, self.label)
+        ranked = _Ranked(conversation, counter, scores, grouped)
+        return ranked.fill(budget, self.label, self.trigger)
 
     def _prefix_scores(self, conversation: Conversation, counter: TokenCounter) -> PrefixScores:
         scores = prefix_scores(self.scorer, conversation, counter)
@@ -147,18 +198,33 @@ class _Ranked:
         self.reasons = dict(tracker.bad_reason)
         self.reasons.update(dict.fromkeys(tracker.open_members(), "tool call awaiting its results"))
 
-    def fill(self, budget: Budget, label: str) -> Pruned:
-        """Forced units first, then by score, each if it still fits."""
+    def chosen(self, budget: Budget, share: float = 1.0) -> tuple[list[Unit], int]:
+        """Forced units first, then by score, each if it still fits ``share`` × the budget.
+
+        Returns the chosen units and the tokens of the units not forced.
+
+        Raises:
+            BudgetUnreachableError: the forced messages alone exceed the budget.
+        """
         if self.required > budget.available:
             raise BudgetUnreachableError(
                 self.required, budget.available, "first system + newest user"
             )
-        room = budget.available - self.required
+        room = max(0, share_of(budget, share) - self.required)
         chosen, used = list(self.pinned), 0
         for unit in self.order:
             if used + unit.cost <= room:
                 chosen.append(unit)
                 used += unit.cost
+        return chosen, used
+
+    def fill(self, budget: Budget, label: str, share: float = 1.0) -> Pruned:
+        """The `Pruned` of `chosen`: forced units first, then by score, each if it fits."""
+        chosen, used = self.chosen(budget, share)
+        return self.pruned(chosen, used, budget, label)
+
+    def pruned(self, chosen: list[Unit], used: int, budget: Budget, label: str) -> Pruned:
+        """The `Pruned` that sends the `chosen` units (`used`: tokens beyond the forced)."""
         kept = sorted(i for u in chosen for i in u.members)
         msgs, units, score, forced = self.msgs, self.units, self.unit_score, self.forced
         reasons = self.reasons

@@ -11,6 +11,7 @@ of recent turns).
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -23,9 +24,21 @@ from ctxlab.errors import BudgetUnreachableError, UsageError
 from ctxlab.invariants import must_keep
 from ctxlab.messages import Conversation, Message
 from ctxlab.pruned import Action, Decision, Pruned
-from ctxlab.scoring.relevance import Embedder, Ranking, bm25_ranking, dense_ranking, fuse
+from ctxlab.scoring._bm25 import query_weights, terms
+from ctxlab.scoring.relevance import (
+    Embedder,
+    Ranking,
+    bm25_ranking,
+    dense_ranking,
+    fuse,
+    ranking_of,
+)
+from ctxlab.scoring.scorers import history_postings
 from ctxlab.strategies._branches import Branch, History, per_budget
+from ctxlab.strategies._chunked import check_shares
+from ctxlab.strategies._chunked_units import Shares, chunked_walk
 from ctxlab.strategies._tool_units import Unit, units_of
+from ctxlab.strategies._window import prefix_of, share_of
 from ctxlab.strategies.base import BaseStrategy
 from ctxlab.tokens import TokenCounter
 
@@ -50,21 +63,33 @@ class Retrieve(BaseStrategy):
         - everything is sent in its original order; a tool call travels with all its results,
           calls still waiting for results and results without their call are never sent;
         - every decision of a ranked unit carries its score and rank
-          (``"retrieved: score 7.1, rank 3"``).
+          (``"retrieved: score 7.1, rank 3"``);
+        - ``trigger`` × the budget is what the recent window's share and the room are taken
+          of; chunked eviction (`ctxlab.strategies._chunked_units`): with ``target <
+          trigger`` the units sent after a cut stay, and newer units join them, while the
+          request fits ``trigger`` × the budget; then the request is chosen afresh for
+          ``target`` × the budget. Between cuts the sent prefix only grows (the decisions
+          then say whether a message was chosen at the last cut or is newer).
 
     Attributes:
         recent: share of the available budget for the recent window, in [0, 1].
         embedder: None for BM25 alone; ``"minilm"`` for BM25 fused with the bundled MiniLM
             sentence embeddings (extra ``embed``); or any callable mapping a list of texts to
             one vector per text. Embeddings are cached by content (on disk for ``"minilm"``).
+        trigger: share of the budget at which the request is chosen afresh, in (0, 1].
+        target: share of the budget it is chosen for, in (0, trigger]; None: trigger (no
+            chunks: every request is chosen for ``trigger`` × the budget).
     """
 
     name: ClassVar[str] = "retrieve"
 
     recent: float = 0.25
     embedder: str | Embedder | None = None
+    trigger: float = 1.0
+    target: float | None = None
 
     def __post_init__(self) -> None:
+        check_shares(self.name, self.trigger, self.target)
         if not 0.0 <= float(self.recent) <= 1.0:
             raise UsageError(
                 f"retrieve: recent must be a share of the budget in [0, 1], got {self.recent}"
@@ -83,12 +108,52 @@ class Retrieve(BaseStrategy):
         name = self.embedder if isinstance(self.embedder, str) else _name(self.embedder)
         return f"bm25+{name}"
 
+    @property
+    def chunked(self) -> bool:
+        """True when requests are chosen in chunks (``target < trigger``)."""
+        return self.target is not None and self.target < self.trigger
+
     def _prune(self, conversation: Conversation, budget: Budget, counter: TokenCounter) -> Pruned:
+        if self.chunked:
+            return next(self._replay(conversation, [len(conversation.messages)], budget, counter))
+        return self._pick(self._request(conversation, counter), budget, self.trigger)[0]
+
+    def _replay(
+        self,
+        conversation: Conversation,
+        probes: Sequence[int],
+        budget: Budget,
+        counter: TokenCounter,
+    ) -> Iterator[Pruned]:
+        if not self.chunked:
+            if self.embedder is not None:
+                yield from super()._replay(conversation, probes, budget, counter)
+                return
+            lexical = _PrefixRankings(conversation.messages)
+            for k in probes:
+                prefix = prefix_of(conversation, k)
+                request = self._grouped(prefix, counter, lexical.at(k))
+                yield self._pick(request, budget, self.trigger)[0]
+            return
+
+        def cut(prefix: Conversation, b: Budget, share: float) -> tuple[Pruned, set[int]]:
+            return self._pick(self._request(prefix, counter), b, share)
+
+        assert self.target is not None
+        shares = Shares(trigger=self.trigger, target=self.target)
+        yield from chunked_walk(conversation, probes, budget, counter, shares, cut, self.label)
+
+    def _request(self, conversation: Conversation, counter: TokenCounter) -> _Request:
+        return self._grouped(conversation, counter, self._ranking(conversation.messages))
+
+    def _grouped(
+        self, conversation: Conversation, counter: TokenCounter, ranking: Ranking | None
+    ) -> _Request:
         msgs = conversation.messages
         counts = counter.count_many(msgs)
         units, tracker = units_of(msgs, counts)
         branch = Branch(conversation=conversation, counts=counts, units=units, tracker=tracker)
-        return self._choose(_Request(branch, self._ranking(msgs)), budget)
+        return _Request(branch, ranking)
 
     def branches(
         self,
@@ -102,19 +167,29 @@ class Retrieve(BaseStrategy):
         The history's counts, tool units and retrieval index are computed once; each
         request is ranked once for all budgets.
         """
+        if self.chunked:
+            for extra in extras:
+                conv = conversation.with_messages((*conversation.messages, extra))
+                yield per_budget(budgets, lambda b: self._prune(conv, b, counter))  # noqa: B023
+            return
         history = History(conversation, counter)
         for extra in extras:
             branch = history.branch(extra)
             request = _Request(branch, self._ranking(branch.conversation.messages))
-            yield per_budget(budgets, lambda b: self._choose(request, b))  # noqa: B023
+            yield per_budget(
+                budgets,
+                lambda b: self._pick(request, b, self.trigger)[0],  # noqa: B023
+            )
 
-    def _choose(self, request: _Request, budget: Budget) -> Pruned:
+    def _pick(self, request: _Request, budget: Budget, share: float) -> tuple[Pruned, set[int]]:
+        """The request's result for ``share`` × the budget, and the indices it sends."""
         required = request.required
         if required > budget.available:
             raise BudgetUnreachableError(required, budget.available, "first system + newest user")
-        room = budget.available - required
-        share = room if not request.searchable else min(room, int(self.recent * budget.available))
-        recent, used = _recent(request.candidates, share)
+        available = share_of(budget, share)
+        room = max(0, available - required)
+        window = room if not request.searchable else min(room, int(self.recent * available))
+        recent, used = _recent(request.candidates, window)
         plan = _Plan(recent=recent, ranking=request.ranking)
         ranked = [
             (u, s, r)
@@ -131,7 +206,7 @@ class Retrieve(BaseStrategy):
         msgs, forced = request.msgs, request.forced
         kept = sorted({*forced, *(i for u in (*recent, *retrieved) for i in u.members)})
         units, reasons = request.units, request.reasons
-        return Pruned(
+        pruned = Pruned(
             conversation=request.conversation,
             messages=tuple(msgs[i] for i in kept),
             tokens=required + used,
@@ -139,6 +214,7 @@ class Retrieve(BaseStrategy):
             strategy=self.label,
             decide=lambda: plan.decisions(msgs, units, ranked, forced, reasons),
         )
+        return pruned, set(kept)
 
     def _ranking(self, msgs: Sequence[Message]) -> Ranking | None:
         """Relevance of every message but the query to the query (None without a query)."""
@@ -157,6 +233,30 @@ class Retrieve(BaseStrategy):
             ranking = fuse(lexical, dense)
         # Back to message positions: the query takes no part (rank 0, score 0).
         return ranking.inserted(user)
+
+
+class _PrefixRankings:
+    """BM25 rankings of every prefix of a conversation from one set of term statistics.
+
+    At prefix k the corpus is every message but the query (the newest user message), as
+    `Retrieve._ranking` builds it; the statistics of the whole conversation answer it with
+    the query's document left out, the same numbers without an index per prefix.
+    """
+
+    def __init__(self, messages: Sequence[Message]) -> None:
+        self.messages = messages
+        self.postings = history_postings(tuple(m.text for m in messages))
+        self.users = [i for i, m in enumerate(messages) if _is_user_turn(m)]
+
+    def at(self, k: int) -> Ranking | None:
+        """The ranking `Retrieve._ranking` gives for ``messages[:k]``."""
+        pos = bisect.bisect_left(self.users, k)
+        if not pos:
+            return None
+        user = self.users[pos - 1]
+        weights = query_weights(terms(self.messages[user].text))
+        raw = self.postings.scores(weights, k, skip=user) if k > 1 else []
+        return ranking_of(np.asarray(raw, dtype=np.float64)).inserted(user)
 
 
 class _Request:
@@ -261,6 +361,10 @@ def _recent(candidates: list[Unit], share: int) -> tuple[list[Unit], int]:
         chosen.append(unit)
         used += unit.cost
     return chosen, used
+
+
+def _is_user_turn(m: Message) -> bool:
+    return m.role == "user" and not m.is_tool_output
 
 
 def _fmt(score: float) -> str:
