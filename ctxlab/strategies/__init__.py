@@ -110,6 +110,7 @@ _REGISTRY: dict[str, str] = {
     "mask_tool_outputs": "ctxlab.strategies.mask_tool_outputs:MaskToolOutputs",
     "pipeline": "ctxlab.strategies.pipeline:Pipeline",
     "retrieve": "ctxlab.strategies.retrieve:Retrieve",
+    "sk_truncate": "ctxlab.strategies.peers.sk_truncate:SkTruncate",
     "sliding_window": "ctxlab.strategies.sliding_window:SlidingWindow",
     "summarize": "ctxlab.strategies.summarize:Summarize",
     "summary_window": "ctxlab.strategies.summarize:SummaryWindow",
@@ -131,6 +132,7 @@ _PEERS = frozenset({
     "langchain_trim",
     "litellm_trim",
     "llamaindex_buffer",
+    "sk_truncate",
 })  # fmt: skip
 
 
