@@ -1,11 +1,17 @@
-"""``llamaindex_buffer`` sends exactly what LlamaIndex's ``ChatMemoryBuffer.get()`` returns.
+"""``llamaindex_buffer`` and ``llamaindex_summary`` send exactly what LlamaIndex returns.
 
-On bundled tau-bench, SWE-agent and LoCoMo conversations at budgets 1k-16k the adapter's
-messages equal, one by one, those of a ``ChatMemoryBuffer`` built directly with LlamaIndex's
-defaults; the conversions keep text, tool calls and tool results on every bundled
+``llamaindex_buffer``: on bundled tau-bench, SWE-agent and LoCoMo conversations at budgets
+1k-16k the adapter's messages equal, one by one, those of a ``ChatMemoryBuffer`` built directly
+with LlamaIndex's defaults; the conversions keep text, tool calls and tool results on every bundled
 conversation; the default tokenizer works offline with ``TIKTOKEN_CACHE_DIR`` set; breaches
 show in the ``violations`` columns; without llama-index-core, naming it raises an error naming
 the extra.
+
+``llamaindex_summary``: a ``ChatSummaryMemoryBuffer`` driven directly as a chat engine drives
+it (``get()`` before each reply), with the same scripted summarizer, holds at every probe the
+messages the adapter sends; the summary replaces exactly the originals the summarizer was
+given; its calls are billed at their probe; with the local llama.cpp model it writes a real
+summary.
 """
 
 from __future__ import annotations
@@ -18,14 +24,19 @@ from pathlib import Path
 
 import pytest
 from llama_index.core.base.llms.types import ToolCallBlock
-from llama_index.core.memory import ChatMemoryBuffer
+from llama_index.core.memory import ChatMemoryBuffer, ChatSummaryMemoryBuffer
+from peers_support import locomo_start, scripted_summarizer
 
 from ctxlab import Conversation, datasets
-from ctxlab.errors import MissingDependencyError
+from ctxlab.errors import MissingDependencyError, UsageError
 from ctxlab.lab.harness import compare
 from ctxlab.lab.metrics import Violations
+from ctxlab.providers import ScriptedProvider
+from ctxlab.providers.local_llm import LocalLLMServer
 from ctxlab.strategies import default_names, get_strategy, peer_names
 from ctxlab.strategies.peers._llamaindex import ID_KEY, from_llamaindex, to_llamaindex
+from ctxlab.strategies.peers._llamaindex_llm import ProviderLLM
+from ctxlab.strategies.peers._summary_calls import SummaryCalls
 from ctxlab.tokens import get_counter
 
 COUNTER = get_counter()
@@ -128,3 +139,98 @@ def test_tool_call_arguments_round_trip_as_written() -> None:
         for b in lm.blocks:
             if isinstance(b, ToolCallBlock) and isinstance(b.tool_kwargs, dict):
                 assert json.dumps(b.tool_kwargs) in {c.arguments for c in calls}
+
+
+# -- llamaindex_summary ---------------------------------------------------------------------
+
+
+def _drive_summary(
+    conv: Conversation, probes: list[int], budget: int, provider: ScriptedProvider
+) -> list[list[tuple[str, str]]]:
+    """The buffer as a chat engine uses it: get() before each reply; a copy at each probe."""
+    llm = ProviderLLM(SummaryCalls(provider=provider, temperature=0.0))
+    memory = ChatSummaryMemoryBuffer.from_defaults(llm=llm, token_limit=budget)
+    out = []
+    for k, m in enumerate([*conv.messages, None]):
+        if k in probes:
+            copy = ChatSummaryMemoryBuffer.from_defaults(
+                chat_history=list(memory.get_all()), llm=llm, token_limit=budget
+            )
+            out.append([(lm.role.value, lm.content or "") for lm in copy.get()])
+        if m is None:
+            break
+        if m.role == "assistant" and memory.get_all():
+            memory.get()
+        memory.put(to_llamaindex([m])[0])
+    return out
+
+
+@pytest.mark.parametrize("conv", SAMPLE, ids=lambda c: f"{c.dataset}:{c.id}")
+def test_summary_equals_the_buffer_driven_directly(
+    conv: Conversation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TIKTOKEN_CACHE_DIR", raising=False)  # LlamaIndex's offline default
+    n = len(conv.messages)
+    probes = sorted({*range(1, n, max(1, n // 8)), n})
+    summarized_any = False
+    for budget in [1000, 4000]:
+        want = _drive_summary(conv, probes, budget, scripted_summarizer())
+        provider = scripted_summarizer()
+        strategy = get_strategy("llamaindex_summary", provider=provider)
+        got = list(strategy.replay(conv, probes, budget, COUNTER))
+        assert [[(m.role, m.text) for m in p.messages] for p in got] == want
+        requests = [call.messages[-1].text for call in provider.calls]
+        for p in got:
+            summaries = [m for m in p.messages if m.is_synthetic]
+            assert len(summaries) <= 1
+            for d in p.decisions:  # every original is kept, or replaced by the summary sent
+                m = p.conversation.messages[d.index]
+                if d.action == "summarized":
+                    assert d.into == summaries[0].id and m.id in summaries[0].meta["summary_of"]
+                    assert any(m.text in r for r in requests)  # the summarizer was given it
+                else:
+                    assert d.action == "kept" and m in p.messages
+            assert p.tokens == COUNTER.count_messages(p.messages)
+            summarized_any |= bool(summaries)
+        # the summarizer's tokens are billed at the probe where its calls were made
+        assert sum(p.extra_usage.requests for p in got) == len(provider.calls)
+        assert sum(p.extra_usage.input_tokens for p in got) == 100 * len(provider.calls)
+    # (short ones may only ever overflow by their system message, which LlamaIndex returns
+    # as is, unsummarized, over the limit)
+    assert summarized_any or conv.dataset != "locomo"
+
+
+def test_summary_calls_are_billed_in_the_report() -> None:
+    provider = scripted_summarizer()
+    strategy = get_strategy("llamaindex_summary", provider=provider)
+    report = compare(
+        [locomo_start(60)], [strategy], [600], metrics=["extra_input_tokens", "cost_usd"],
+        model="gpt-4o-mini", progress=False,
+    )  # fmt: skip
+    df = report.df
+    assert len(provider.calls) > 0
+    assert df["extra_input_tokens"].sum() == 100 * len(provider.calls)
+    assert df["cost_usd"].sum() > 0
+
+
+def test_summary_needs_a_provider() -> None:
+    with pytest.raises(UsageError, match="provider="):
+        get_strategy("llamaindex_summary")
+
+
+def test_summary_with_the_local_model(local_llm: LocalLLMServer) -> None:
+    conv = locomo_start(40)
+    strategy = get_strategy(
+        "llamaindex_summary", provider=local_llm.provider_spec, max_tokens=48, cache=True
+    )
+    report = compare(
+        [conv], [strategy], [400], metrics=["extra_input_tokens", "extra_output_tokens"],
+        model="gpt-4o-mini", probes=[20, 40], progress=False,
+    )  # fmt: skip
+    pruned = strategy.prune(conv, 400)  # the cached replies: the same walk, no new calls
+    summary = next(m for m in pruned.messages if m.is_synthetic)
+    assert summary.role == "system" and summary.text.strip()
+    assert {d.into for d in pruned.decisions if d.action == "summarized"} == {summary.id}
+    assert report.df["extra_input_tokens"].sum() > 0
+    assert report.df["extra_output_tokens"].sum() > 0
+    print(f"\nLlamaIndex summary by the local model: {summary.text!r}")

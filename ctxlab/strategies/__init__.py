@@ -107,9 +107,11 @@ _REGISTRY: dict[str, str] = {
     "langchain_trim": "ctxlab.strategies.peers.langchain_trim:LangchainTrim",
     "litellm_trim": "ctxlab.strategies.peers.litellm_trim:LitellmTrim",
     "llamaindex_buffer": "ctxlab.strategies.peers.llamaindex_buffer:LlamaindexBuffer",
+    "llamaindex_summary": "ctxlab.strategies.peers.llamaindex_summary:LlamaindexSummary",
     "mask_tool_outputs": "ctxlab.strategies.mask_tool_outputs:MaskToolOutputs",
     "pipeline": "ctxlab.strategies.pipeline:Pipeline",
     "retrieve": "ctxlab.strategies.retrieve:Retrieve",
+    "sk_summarize": "ctxlab.strategies.peers.sk_summarize:SkSummarize",
     "sk_truncate": "ctxlab.strategies.peers.sk_truncate:SkTruncate",
     "sliding_window": "ctxlab.strategies.sliding_window:SlidingWindow",
     "summarize": "ctxlab.strategies.summarize:Summarize",
@@ -132,6 +134,8 @@ _PEERS = frozenset({
     "langchain_trim",
     "litellm_trim",
     "llamaindex_buffer",
+    "llamaindex_summary",
+    "sk_summarize",
     "sk_truncate",
 })  # fmt: skip
 

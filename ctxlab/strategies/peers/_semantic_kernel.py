@@ -85,7 +85,6 @@ def from_sk(sm: Any, original: Message | None, key: str) -> Message:
         tool_call_id=results[0].id if results else None,
         name=sm.name,
         id=key,
-        meta={"synthetic": True},
     )
 
 

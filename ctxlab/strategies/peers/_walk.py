@@ -26,10 +26,11 @@ from typing import Any, Protocol
 from ctxlab.budget import Budget
 from ctxlab.messages import Conversation, Message
 from ctxlab.pruned import Decision, Pruned
+from ctxlab.strategies.base import BaseStrategy
 from ctxlab.tokens import TokenCounter
 from ctxlab.usage import Usage
 
-__all__ = ["Memory", "MemoryWalk", "Reduction"]
+__all__ = ["Memory", "MemoryWalk", "Reduction", "WalkedPeer"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -138,7 +139,11 @@ class MemoryWalk:
         sent = []
         for lm in self.ready:
             key = self.memory.key(lm) or ""
-            sent.append(self.memory.back(lm, by_id.get(key), key))
+            original = by_id.get(key)
+            m = self.memory.back(lm, original, key)
+            if original is None:  # the library wrote it: a summary of what it covers
+                m = m.replace(id=key, meta={"synthetic": True, "summary_of": self.covers[key]})
+            sent.append(m)
         usage, self.usage = (self.total if all_calls else self.usage), Usage()
         prefix = self.conv if self.k == len(self.conv.messages) else self.conv.prefix(self.k)
         return Pruned(
@@ -176,8 +181,34 @@ class MemoryWalk:
         return out
 
 
-def walk_replay(walk: MemoryWalk, probes: Sequence[int]) -> Iterator[Pruned]:
-    """The walk's result at each probe, in one pass."""
-    for k in probes:
-        walk.advance(k)
-        yield walk.result()
+class WalkedPeer(BaseStrategy):
+    """Mixin for the stateful peers: `prune` and `replay` are a `MemoryWalk` of `memory`.
+
+    Nothing is enforced: the output is measured by the violations metric.
+    """
+
+    def memory(self, budget: Budget) -> Memory:
+        """The library's memory for one walk at this budget."""
+        raise NotImplementedError
+
+    def _prune(self, conversation: Conversation, budget: Budget, counter: TokenCounter) -> Pruned:
+        walk = MemoryWalk(self.memory(budget), conversation, budget, counter, self.label)
+        walk.advance(len(conversation.messages))
+        return walk.result(all_calls=True)
+
+    def _replay(
+        self,
+        conversation: Conversation,
+        probes: Sequence[int],
+        budget: Budget,
+        counter: TokenCounter,
+    ) -> Iterator[Pruned]:
+        walk = MemoryWalk(self.memory(budget), conversation, budget, counter, self.label)
+        for k in probes:
+            walk.advance(k)
+            yield walk.result()
+
+    def _check(
+        self, original: Conversation, pruned: Pruned, budget: Budget, counter: TokenCounter
+    ) -> None:
+        pass  # measured by the violations metric, never enforced

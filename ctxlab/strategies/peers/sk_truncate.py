@@ -11,28 +11,24 @@ over. The output is not repaired (see `ctxlab.strategies.peers`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ctxlab.budget import Budget
 from ctxlab.errors import UsageError
-from ctxlab.messages import Conversation
-from ctxlab.strategies.base import BaseStrategy, Pruned
 from ctxlab.strategies.peers import library_version
 from ctxlab.strategies.peers._semantic_kernel import (
     PACKAGE,
     SemanticKernelMemory,
     semantic_kernel,
 )
-from ctxlab.strategies.peers._walk import MemoryWalk, walk_replay
-from ctxlab.tokens import TokenCounter
+from ctxlab.strategies.peers._walk import WalkedPeer
 
 __all__ = ["SkTruncate"]
 
 
 @dataclass(frozen=True, kw_only=True)
-class SkTruncate(BaseStrategy):
+class SkTruncate(WalkedPeer):
     """Semantic Kernel's ``ChatHistoryTruncationReducer`` (needs the peers extra).
 
     Attributes:
@@ -66,26 +62,6 @@ class SkTruncate(BaseStrategy):
             messages=messages,
         )
 
-    def _walk(self, conversation: Conversation, budget: Budget, counter: TokenCounter) -> Any:
-        memory = SemanticKernelMemory(self.reducer)
-        return MemoryWalk(memory, conversation, budget, counter, self.label)
-
-    def _prune(self, conversation: Conversation, budget: Budget, counter: TokenCounter) -> Pruned:
-        walk = self._walk(conversation, budget, counter)
-        walk.advance(len(conversation.messages))
-        result: Pruned = walk.result(all_calls=True)
-        return result
-
-    def _replay(
-        self,
-        conversation: Conversation,
-        probes: Sequence[int],
-        budget: Budget,
-        counter: TokenCounter,
-    ) -> Iterator[Pruned]:
-        return walk_replay(self._walk(conversation, budget, counter), probes)
-
-    def _check(
-        self, original: Conversation, pruned: Pruned, budget: Budget, counter: TokenCounter
-    ) -> None:
-        pass  # measured by the violations metric, never enforced
+    def memory(self, budget: Budget) -> SemanticKernelMemory:
+        """The reducer, walked through a conversation (the budget plays no part)."""
+        return SemanticKernelMemory(self.reducer)
