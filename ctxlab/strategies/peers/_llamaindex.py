@@ -42,12 +42,15 @@ def llamaindex(strategy: str) -> Any:
 
 def default_tokenizer(strategy: str) -> Callable[[str], list[Any]]:
     """LlamaIndex's default tokenizer, built offline from the encoding LlamaIndex ships."""
-    llamaindex(strategy)
+    core = llamaindex(strategy)
     from llama_index.core.utils import get_tokenizer
 
+    if core.global_tokenizer is not None:  # built already: leave the environment alone
+        tokenizer: Callable[[str], list[Any]] = get_tokenizer()
+        return tokenizer
     before = os.environ.pop("TIKTOKEN_CACHE_DIR", None)
     try:
-        tokenizer: Callable[[str], list[Any]] = get_tokenizer()
+        tokenizer = get_tokenizer()
     finally:
         if before is not None:
             os.environ["TIKTOKEN_CACHE_DIR"] = before
