@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from ctxlab.budget import Budget
 from ctxlab.messages import Conversation, Message
 from ctxlab.pruned import Decision, Pruned
+from ctxlab.strategies._window import prefix_of
 from ctxlab.strategies.base import BaseStrategy
 from ctxlab.tokens import TokenCounter
 from ctxlab.usage import Usage
@@ -145,9 +146,8 @@ class MemoryWalk:
                 m = m.replace(id=key, meta={"synthetic": True, "summary_of": self.covers[key]})
             sent.append(m)
         usage, self.usage = (self.total if all_calls else self.usage), Usage()
-        prefix = self.conv if self.k == len(self.conv.messages) else self.conv.prefix(self.k)
         return Pruned(
-            conversation=prefix,
+            conversation=prefix_of(self.conv, self.k),
             messages=tuple(sent),
             tokens=self.counter.count_messages(sent),
             budget=self.budget,
