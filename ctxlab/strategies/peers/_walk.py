@@ -121,7 +121,8 @@ class MemoryWalk:
         for key in summarized:
             covered.extend(self.covers.get(key, (key,)))
         covered = list(dict.fromkeys(covered))
-        seed = "\x00".join([self.conv.id, str(len(self.covers)), *covered])
+        # named by what it replaced, so that a replay and a prune of a prefix name it alike
+        seed = "\x00".join([self.conv.id, *covered])
         key = f"summary_{hashlib.sha1(seed.encode()).hexdigest()[:16]}"
         self.memory.set_key(lm, key)
         self.covers[key] = tuple(covered)
