@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from hypothesis import strategies as st
 
 from ctxlab.messages import Conversation, Message, ToolCall
+from ctxlab.strategies import BaseStrategy, get_strategy
 
 WORDS = ("alpha", "beta", "gamma", "delta", "src/app.py", "KeyError", "1234", "the", "and")
 
@@ -113,3 +114,16 @@ def with_questions(conversation: Conversation) -> Conversation:
 def prepared(name: str, conversation: Conversation) -> Conversation:
     """What a registered strategy is tested on: oracles get question annotations."""
     return with_questions(conversation) if name == "evidence_oracle" else conversation
+
+
+#: Registered strategies that summarize with an LLM and so take a provider (no offline default).
+NEEDS_MODEL = frozenset({"llamaindex_summary", "sk_summarize"})
+
+
+def built(name: str) -> BaseStrategy:
+    """`get_strategy(name)`, the strategies in `NEEDS_MODEL` with a scripted summarizer."""
+    from peers_support import scripted_summarizer
+
+    if name in NEEDS_MODEL:
+        return get_strategy(name, provider=scripted_summarizer())
+    return get_strategy(name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from strategy_helpers import built
 
 import ctxlab
 from ctxlab import Budget, Message, datasets
@@ -121,7 +122,7 @@ def test_an_oracle_on_a_conversation_without_questions_gives_rows_that_say_why()
 @pytest.mark.parametrize("name", names())
 def test_branches_equal_pruning_each_request(name: str) -> None:
     """What question probes use (shared work across questions) equals plain prune()."""
-    strategy = get_strategy(name)
+    strategy = built(name)
     qs = applicable_questions(CONV)[::40]
     asked = [question_message(CONV, q) for q in qs]
     budgets = [Budget(max_tokens=b) for b in (20, 600, 2000, 8000)]

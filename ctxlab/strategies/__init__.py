@@ -106,9 +106,13 @@ _REGISTRY: dict[str, str] = {
     "keep_all": "ctxlab.strategies.keep_all:KeepAll",
     "langchain_trim": "ctxlab.strategies.peers.langchain_trim:LangchainTrim",
     "litellm_trim": "ctxlab.strategies.peers.litellm_trim:LitellmTrim",
+    "llamaindex_buffer": "ctxlab.strategies.peers.llamaindex_buffer:LlamaindexBuffer",
+    "llamaindex_summary": "ctxlab.strategies.peers.llamaindex_summary:LlamaindexSummary",
     "mask_tool_outputs": "ctxlab.strategies.mask_tool_outputs:MaskToolOutputs",
     "pipeline": "ctxlab.strategies.pipeline:Pipeline",
     "retrieve": "ctxlab.strategies.retrieve:Retrieve",
+    "sk_summarize": "ctxlab.strategies.peers.sk_summarize:SkSummarize",
+    "sk_truncate": "ctxlab.strategies.peers.sk_truncate:SkTruncate",
     "sliding_window": "ctxlab.strategies.sliding_window:SlidingWindow",
     "summarize": "ctxlab.strategies.summarize:Summarize",
     "summary_window": "ctxlab.strategies.summarize:SummaryWindow",
@@ -126,7 +130,14 @@ def register(name: str, target: str) -> None:
 _ORACLES = frozenset({"evidence_oracle"})
 # Registered, but run only when named: other libraries' trimmers (`ctxlab.strategies.peers`,
 # the peers extra), which do not promise the rules of `ctxlab.invariants`.
-_PEERS = frozenset({"langchain_trim", "litellm_trim"})
+_PEERS = frozenset({
+    "langchain_trim",
+    "litellm_trim",
+    "llamaindex_buffer",
+    "llamaindex_summary",
+    "sk_summarize",
+    "sk_truncate",
+})  # fmt: skip
 
 
 def names() -> list[str]:
