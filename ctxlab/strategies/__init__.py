@@ -100,6 +100,7 @@ def __getattr__(name: str) -> Any:
 
 # name -> "module:attribute"; kept explicit so `names()` needs no imports.
 _REGISTRY: dict[str, str] = {
+    "agents_tool_trim": "ctxlab.strategies.peers.agents_tool_trim:AgentsToolTrim",
     "evidence_oracle": "ctxlab.strategies.evidence_oracle:EvidenceOracle",
     "head_tail": "ctxlab.strategies.head_tail:HeadTail",
     "importance": "ctxlab.strategies.importance:Importance",
@@ -126,7 +127,7 @@ def register(name: str, target: str) -> None:
 _ORACLES = frozenset({"evidence_oracle"})
 # Registered, but run only when named: other libraries' trimmers (`ctxlab.strategies.peers`,
 # the peers extra), which do not promise the rules of `ctxlab.invariants`.
-_PEERS = frozenset({"langchain_trim", "litellm_trim"})
+_PEERS = frozenset({"agents_tool_trim", "langchain_trim", "litellm_trim"})
 
 
 def names() -> list[str]:

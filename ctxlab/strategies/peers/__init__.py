@@ -6,12 +6,13 @@ kept, dropped or truncated). Nothing is repaired: a peer may break the rules of
 `ctxlab.invariants`, and the ``violations`` metric counts what it breaks. Peers are registered
 but run only when named, and need the ``peers`` extra (``pip install 'ctxlab[peers]'``).
 
-==============  ===============  =========================================================
-name            library          what it calls
-==============  ===============  =========================================================
-langchain_trim  langchain-core   ``langchain_core.messages.utils.trim_messages``
-litellm_trim    litellm          ``litellm.utils.trim_messages``
-==============  ===============  =========================================================
+====================  ===============  ===================================================
+name                  library          what it calls
+====================  ===============  ===================================================
+agents_tool_trim      openai-agents    ``agents.extensions.ToolOutputTrimmer``
+langchain_trim        langchain-core   ``langchain_core.messages.utils.trim_messages``
+litellm_trim          litellm          ``litellm.utils.trim_messages``
+====================  ===============  ===================================================
 
 Part of `ctxlab.strategies`: may import the core values, `formats`, `scoring`, `summarizers`,
 `providers` and the other strategies, and its libraries only inside the adapter that calls
