@@ -105,6 +105,7 @@ _REGISTRY: dict[str, str] = {
     "head_tail": "ctxlab.strategies.head_tail:HeadTail",
     "importance": "ctxlab.strategies.importance:Importance",
     "keep_all": "ctxlab.strategies.keep_all:KeepAll",
+    "langchain_summarize": "ctxlab.strategies.peers.langchain_summarize:LangchainSummarize",
     "langchain_trim": "ctxlab.strategies.peers.langchain_trim:LangchainTrim",
     "litellm_trim": "ctxlab.strategies.peers.litellm_trim:LitellmTrim",
     "mask_tool_outputs": "ctxlab.strategies.mask_tool_outputs:MaskToolOutputs",
@@ -127,7 +128,9 @@ def register(name: str, target: str) -> None:
 _ORACLES = frozenset({"evidence_oracle"})
 # Registered, but run only when named: other libraries' trimmers (`ctxlab.strategies.peers`,
 # the peers extra), which do not promise the rules of `ctxlab.invariants`.
-_PEERS = frozenset({"agents_tool_trim", "langchain_trim", "litellm_trim"})
+_PEERS = frozenset(
+    {"agents_tool_trim", "langchain_summarize", "langchain_trim", "litellm_trim"}
+)
 
 
 def names() -> list[str]:

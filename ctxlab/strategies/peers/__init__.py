@@ -10,6 +10,7 @@ but run only when named, and need the ``peers`` extra (``pip install 'ctxlab[pee
 name                  library          what it calls
 ====================  ===============  ===================================================
 agents_tool_trim      openai-agents    ``agents.extensions.ToolOutputTrimmer``
+langchain_summarize   langchain        ``langchain.agents.middleware.SummarizationMiddleware``
 langchain_trim        langchain-core   ``langchain_core.messages.utils.trim_messages``
 litellm_trim          litellm          ``litellm.utils.trim_messages``
 ====================  ===============  ===================================================
