@@ -128,9 +128,7 @@ def register(name: str, target: str) -> None:
 _ORACLES = frozenset({"evidence_oracle"})
 # Registered, but run only when named: other libraries' trimmers (`ctxlab.strategies.peers`,
 # the peers extra), which do not promise the rules of `ctxlab.invariants`.
-_PEERS = frozenset(
-    {"agents_tool_trim", "langchain_summarize", "langchain_trim", "litellm_trim"}
-)
+_PEERS = frozenset({"agents_tool_trim", "langchain_summarize", "langchain_trim", "litellm_trim"})
 
 
 def names() -> list[str]:
