@@ -141,6 +141,8 @@ def test_the_system_message_is_summarized_away_and_counted() -> None:
     conv = datasets.load("taubench")[0]
     got = get_strategy("langchain_summarize").prune(conv, 2000, COUNTER)
     assert got.decisions[0].action == "summarized" and conv.messages[0].role == "system"
+    again = get_strategy("langchain_summarize").prune(conv, 2000, COUNTER)
+    assert again.messages == got.messages  # the summary's id too: replays name it the same
     report = compare([conv], ["langchain_summarize"], [2000], metrics=[Violations()],
                      progress=False)  # fmt: skip
     assert report.df["violations_system_lost"].iloc[-1] == 1

@@ -25,6 +25,7 @@ the conversation so far, as when the whole history is sent with every request.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, TypeAlias
@@ -218,10 +219,14 @@ def _mapped(
         return tuple(originals), kept
     _, head, *preserved = update["messages"]  # RemoveMessage(all), the summary, the rest
     folded = {m.id for m in originals} - {p.id for p in preserved}
+    covered = [m.id for m in originals if m.id in folded]
+    # Deterministic, so that two prunes of the same input name the summary the same.
+    seed = "\x00".join([*covered, head.text])
     summary = Message(
         role="user",
         content=head.text,
-        meta={"synthetic": True, "summary_of": [m.id for m in originals if m.id in folded]},
+        id=f"summary_{hashlib.sha1(seed.encode()).hexdigest()[:16]}",
+        meta={"synthetic": True, "summary_of": covered},
     )
     sent = (summary, *from_langchain(preserved, {m.id: m for m in originals}))
     out = []
