@@ -17,11 +17,12 @@ from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langchain_core.messages.utils import count_tokens_approximately, trim_messages
 
 from ctxlab import Conversation, datasets
-from ctxlab.errors import MissingDependencyError
+from ctxlab.errors import MissingDependencyError, UsageError
+from ctxlab.lab._specs import strategy_from
 from ctxlab.lab.harness import compare
 from ctxlab.lab.metrics import Violations
 from ctxlab.strategies import default_names, get_strategy, peer_names
-from ctxlab.strategies.peers.langchain_trim import from_langchain, to_langchain
+from ctxlab.strategies.peers.langchain_trim import SPLITTERS, from_langchain, to_langchain
 from ctxlab.tokens import get_counter
 
 COUNTER = get_counter()
@@ -104,3 +105,40 @@ def test_missing_library_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setitem(sys.modules, "langchain_core.messages", None)
     with pytest.raises(MissingDependencyError, match=r"ctxlab\[peers\]"):
         get_strategy("langchain_trim")
+
+
+def _paragraphs(text: str) -> list[str]:
+    parts = text.split("\n\n")
+    return [p + "\n\n" for p in parts[:-1]] + parts[-1:]
+
+
+@pytest.mark.parametrize("splitter", ["sentences", "words", _paragraphs], ids=str)
+def test_text_splitter_by_name_or_function_equals_trim_messages(splitter: object) -> None:
+    strategy = get_strategy("langchain_trim", allow_partial=True, text_splitter=splitter)
+    function = SPLITTERS[splitter] if isinstance(splitter, str) else splitter
+    cut_any = False
+    for conv in SAMPLE:
+        for budget in BUDGETS[:3]:
+            want = trim_messages(
+                to_langchain(conv.messages),
+                max_tokens=budget,
+                token_counter=count_tokens_approximately,
+                strategy="last",
+                include_system=True,
+                start_on="human",
+                allow_partial=True,
+                text_splitter=function,
+            )
+            got = strategy.prune(conv, budget, COUNTER)
+            assert [m.id for m in got.messages] == [m.id for m in want]
+            assert [m.text for m in got.messages] == [m.content for m in want]
+            cut_any |= got.count("truncated") > 0
+    assert cut_any
+
+
+def test_text_splitter_from_a_spec_string() -> None:
+    strategy = strategy_from("langchain_trim:allow_partial=true,text_splitter=words")
+    assert strategy.label == "langchain_trim(allow_partial=True, text_splitter='words')"
+    assert all("".join(SPLITTERS["words"](m.text)) == m.text for m in SAMPLE[0].messages)
+    with pytest.raises(UsageError, match="text_splitter"):
+        get_strategy("langchain_trim", text_splitter="paragraphs")

@@ -44,6 +44,6 @@ def test_json_output_and_defaults_work_offline(capsys: pytest.CaptureFixture[str
 def test_unknown_name_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["strategies", "nope"]) == 2
     assert (
-        "unknown strategy 'nope'; known strategies: evidence_oracle, head_tail"
+        "unknown strategy 'nope'; known strategies: agents_tool_trim, evidence_oracle"
         in capsys.readouterr().err
     )

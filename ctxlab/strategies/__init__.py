@@ -100,10 +100,12 @@ def __getattr__(name: str) -> Any:
 
 # name -> "module:attribute"; kept explicit so `names()` needs no imports.
 _REGISTRY: dict[str, str] = {
+    "agents_tool_trim": "ctxlab.strategies.peers.agents_tool_trim:AgentsToolTrim",
     "evidence_oracle": "ctxlab.strategies.evidence_oracle:EvidenceOracle",
     "head_tail": "ctxlab.strategies.head_tail:HeadTail",
     "importance": "ctxlab.strategies.importance:Importance",
     "keep_all": "ctxlab.strategies.keep_all:KeepAll",
+    "langchain_summarize": "ctxlab.strategies.peers.langchain_summarize:LangchainSummarize",
     "langchain_trim": "ctxlab.strategies.peers.langchain_trim:LangchainTrim",
     "litellm_trim": "ctxlab.strategies.peers.litellm_trim:LitellmTrim",
     "llamaindex_buffer": "ctxlab.strategies.peers.llamaindex_buffer:LlamaindexBuffer",
@@ -131,6 +133,8 @@ _ORACLES = frozenset({"evidence_oracle"})
 # Registered, but run only when named: other libraries' trimmers (`ctxlab.strategies.peers`,
 # the peers extra), which do not promise the rules of `ctxlab.invariants`.
 _PEERS = frozenset({
+    "agents_tool_trim",
+    "langchain_summarize",
     "langchain_trim",
     "litellm_trim",
     "llamaindex_buffer",

@@ -12,16 +12,18 @@ uses them: every message is put in, and the memory is reduced before each assist
 (`ctxlab.strategies.peers._walk`). The summary peers' model is any ctxlab provider, behind the
 library's own model interface; their calls are billed in ``extra_usage``.
 
-==================  =================  =====================================================
-name                library            what it calls
-==================  =================  =====================================================
-langchain_trim      langchain-core     ``langchain_core.messages.utils.trim_messages``
-litellm_trim        litellm            ``litellm.utils.trim_messages``
-llamaindex_buffer   llama-index-core   ``ChatMemoryBuffer.get()``, ``token_limit`` = budget
-llamaindex_summary  llama-index-core   ``ChatSummaryMemoryBuffer.get()`` over a provider
-sk_truncate         semantic-kernel    ``ChatHistoryTruncationReducer.reduce()``
-sk_summarize        semantic-kernel    ``ChatHistorySummarizationReducer.reduce()``
-==================  =================  =====================================================
+====================  =================  ======================================================
+name                  library            what it calls
+====================  =================  ======================================================
+agents_tool_trim      openai-agents      ``agents.extensions.ToolOutputTrimmer``
+langchain_summarize   langchain          ``langchain.agents.middleware.SummarizationMiddleware``
+langchain_trim        langchain-core     ``langchain_core.messages.utils.trim_messages``
+litellm_trim          litellm            ``litellm.utils.trim_messages``
+llamaindex_buffer     llama-index-core   ``ChatMemoryBuffer.get()``, ``token_limit`` = budget
+llamaindex_summary    llama-index-core   ``ChatSummaryMemoryBuffer.get()`` over a provider
+sk_truncate           semantic-kernel    ``ChatHistoryTruncationReducer.reduce()``
+sk_summarize          semantic-kernel    ``ChatHistorySummarizationReducer.reduce()``
+====================  =================  ======================================================
 
 Part of `ctxlab.strategies`: may import the core values, `formats`, `scoring`, `summarizers`,
 `providers` and the other strategies, and its libraries only inside the adapter that calls

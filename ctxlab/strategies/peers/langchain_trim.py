@@ -9,21 +9,41 @@ the rest dropped. The output is not repaired (see `ctxlab.strategies.peers`).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from ctxlab.budget import Budget
-from ctxlab.errors import MissingDependencyError
+from ctxlab.errors import MissingDependencyError, UsageError
 from ctxlab.messages import Conversation, Message
 from ctxlab.strategies.base import BaseStrategy, Pruned
 from ctxlab.strategies.peers import library_version
 from ctxlab.strategies.peers._decisions import decisions
 from ctxlab.tokens import TokenCounter
 
-__all__ = ["LangchainTrim", "from_langchain", "to_langchain"]
+__all__ = ["SPLITTERS", "LangchainTrim", "from_langchain", "to_langchain"]
 
 PACKAGE = "langchain-core"
+
+
+def _sentences(text: str) -> list[str]:
+    """Pieces ending after ``.``, ``!`` or ``?``; joined, they give `text` back."""
+    return [p for p in re.split(r"(?<=[.!?])(?=\s)", text) if p]
+
+
+def _words(text: str) -> list[str]:
+    """Pieces starting at each word; joined, they give `text` back."""
+    return [p for p in re.split(r"(?<=\s)(?=\S)", text) if p]
+
+
+#: Splitters a spec string can name (``text_splitter="sentences"``); ``"lines"`` is
+#: LangChain's own default (split after each newline).
+SPLITTERS: dict[str, Callable[[str], list[str]] | None] = {
+    "lines": None,
+    "sentences": _sentences,
+    "words": _words,
+}
 
 
 def _langchain() -> Any:
@@ -44,6 +64,9 @@ class LangchainTrim(BaseStrategy):
             included).
         strategy, include_system, start_on, end_on, allow_partial: passed to
             ``trim_messages`` as they are.
+        text_splitter: how ``allow_partial`` splits a message's text: a name in `SPLITTERS`
+            (``"lines"``, ``"sentences"``, ``"words"``), a function ``str -> list[str]`` or a
+            LangChain ``TextSplitter``; None: LangChain's default (lines).
     """
 
     name: ClassVar[str] = "langchain_trim"
@@ -53,9 +76,15 @@ class LangchainTrim(BaseStrategy):
     start_on: str | None = "human"
     end_on: str | None = None
     allow_partial: bool = False
+    text_splitter: str | Callable[[str], list[str]] | Any | None = None
 
     def __post_init__(self) -> None:
         _langchain()  # naming the strategy without the extra says which one to install
+        if isinstance(self.text_splitter, str) and self.text_splitter not in SPLITTERS:
+            raise UsageError(
+                f"unknown text_splitter {self.text_splitter!r} for strategy {self.name!r}; "
+                f"use one of {', '.join(SPLITTERS)}, or pass a function from Python"
+            )
 
     @classmethod
     def library(cls) -> str:
@@ -80,6 +109,10 @@ class LangchainTrim(BaseStrategy):
             "end_on": self.end_on,
             "allow_partial": self.allow_partial,
         }
+        splitter = self.text_splitter
+        splitter = SPLITTERS[splitter] if isinstance(splitter, str) else splitter
+        if splitter is not None:
+            kwargs["text_splitter"] = splitter
         return kwargs
 
     def _prune(self, conversation: Conversation, budget: Budget, counter: TokenCounter) -> Pruned:
