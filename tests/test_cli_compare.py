@@ -233,3 +233,21 @@ def test_no_options_runs_everything_and_writes_results(
     assert "token counts: o200k_base (exact)" in table
     assert "locomo: 1 conversations" in table and "evidence" in table
     assert "legend" in table and "tok/conv" in table.split("legend")[1]
+
+
+def test_metric_subset_prints_what_was_computed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--metric without the token columns: the table still prints (it used to raise KeyError)."""
+    out = tmp_path / "r.csv"
+    argv = ["compare", "--data", "sweagent", "--strategy", "token_window", "--budget", "2000",
+            "--probes", "end", "--metric", "violations", "--metric", "key_string_recall",
+            "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    df = pd.read_csv(out)
+    within = df.dropna(subset=["violations"])  # the rest: budget unreachable
+    assert len(within) >= 5 and (within["violations"] == 0).all()
+    assert "key_string_recall" in df
+    table = capsys.readouterr().out
+    row = next(line for line in table.splitlines() if line.startswith("token_window"))
+    assert row.split()[:2] == ["token_window", "2000"]

@@ -99,8 +99,8 @@ def _print_dataset(dataset: str, rows: Any) -> set[str]:
     lines = [[*head, "compr", "stable", *(_RETENTION[c] for c in shown)]]
     for _, r in rows.iterrows():
         lines.append(
-            [str(r["strategy"]), str(r["budget"]), _ok(r["budget_ok"]),
-             _num(r["input_tokens"]), _num(r["cumulative_input_tokens"])]
+            [str(r["strategy"]), str(r["budget"]), _ok(r.get("budget_ok")),
+             _num(r.get("input_tokens")), _num(r.get("cumulative_input_tokens"))]
             + [_fmt(_COSTS[c][1], r[c]) for c in costs]
             + [_frac(r.get("compression")), _frac(r.get("prefix_stability"))]
             + [_frac(r[c]) for c in shown]
@@ -117,7 +117,9 @@ def _print_dataset(dataset: str, rows: Any) -> set[str]:
 
 def _budget_blind(rows: Any) -> list[str]:
     """Strategies that sent the same tokens at every one of two or more budgets."""
-    out = []
+    out: list[str] = []
+    if not {"input_tokens", "cumulative_input_tokens"} <= set(rows.columns):
+        return out  # --metric left them out: nothing to compare
     for strategy, g in rows.groupby("strategy", sort=False):
         sent = g[["input_tokens", "cumulative_input_tokens"]].round(6)
         if len(g) > 1 and sent.notna().all().all() and len(sent.drop_duplicates()) == 1:
