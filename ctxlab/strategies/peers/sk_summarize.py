@@ -38,8 +38,12 @@ class SkSummarize(WalkedPeer):
     Attributes:
         provider: the model that summarizes: a `Provider` or a `get_provider` spec.
         model: the model to ask (default: the provider's).
-        target_count, threshold_count, use_single_summary, fail_on_error,
-            include_function_content_in_summary: the reducer's, passed as they are.
+        target_count: messages the reducer cuts the history down to (the reducer's own).
+        threshold_count: messages beyond `target_count` tolerated before it summarizes.
+        use_single_summary: keep one running summary rather than one per fold (the reducer's).
+        fail_on_error: raise when the summary request fails, instead of leaving the history.
+        include_function_content_in_summary: give tool calls and results to the summarizer
+            (the reducer's default, False, drops them without summarizing them).
         summarization_instructions: the reducer's instructions; None for its default.
         temperature, max_tokens: the execution settings of the summary request (None: the
             provider's defaults).
