@@ -27,7 +27,7 @@ from ctxlab.budget import Budget
 from ctxlab.messages import Conversation, Message
 from ctxlab.pruned import Decision, Pruned
 from ctxlab.strategies._window import prefix_of
-from ctxlab.strategies.base import BaseStrategy
+from ctxlab.strategies.peers._base import PeerStrategy
 from ctxlab.tokens import TokenCounter
 from ctxlab.usage import Usage
 
@@ -182,7 +182,7 @@ class MemoryWalk:
         return out
 
 
-class WalkedPeer(BaseStrategy):
+class WalkedPeer(PeerStrategy):
     """Mixin for the stateful peers: `prune` and `replay` are a `MemoryWalk` of `memory`.
 
     Nothing is enforced: the output is measured by the violations metric.
@@ -208,8 +208,3 @@ class WalkedPeer(BaseStrategy):
         for k in probes:
             walk.advance(k)
             yield walk.result()
-
-    def _check(
-        self, original: Conversation, pruned: Pruned, budget: Budget, counter: TokenCounter
-    ) -> None:
-        pass  # measured by the violations metric, never enforced

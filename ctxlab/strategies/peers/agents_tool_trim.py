@@ -25,9 +25,8 @@ from typing import Any, ClassVar
 from ctxlab.budget import Budget
 from ctxlab.errors import ConfigurationError, MissingDependencyError, UsageError
 from ctxlab.messages import Conversation, Message, ToolCall
-from ctxlab.strategies.base import BaseStrategy, Pruned
-from ctxlab.strategies.peers import library_version
-from ctxlab.strategies.peers._decisions import decisions
+from ctxlab.strategies.base import Pruned
+from ctxlab.strategies.peers._base import PeerStrategy
 from ctxlab.tokens import TokenCounter
 
 __all__ = ["AgentsItems", "AgentsToolTrim", "from_agents", "to_agents"]
@@ -61,7 +60,7 @@ class AgentsItems:
 
 
 @dataclass(frozen=True, kw_only=True)
-class AgentsToolTrim(BaseStrategy):
+class AgentsToolTrim(PeerStrategy):
     """The Agents SDK's ``ToolOutputTrimmer`` on the conversation (needs the peers extra).
 
     Attributes:
@@ -72,6 +71,7 @@ class AgentsToolTrim(BaseStrategy):
     """
 
     name: ClassVar[str] = "agents_tool_trim"
+    package: ClassVar[str] = PACKAGE
     recent_turns: int = 2
     max_output_chars: int = 500
     preview_chars: int = 200
@@ -81,11 +81,6 @@ class AgentsToolTrim(BaseStrategy):
         if self.trimmable_tools is not None:  # a spec string gives a list
             object.__setattr__(self, "trimmable_tools", tuple(self.trimmable_tools))
         self._trimmer()  # without the extra: says which to install; bad values: UsageError
-
-    @classmethod
-    def library(cls) -> str:
-        """The library and version this adapter calls."""
-        return library_version(PACKAGE)
 
     def _trimmer(self) -> Any:
         trimmer_class = _sdk()[0]
@@ -102,20 +97,7 @@ class AgentsToolTrim(BaseStrategy):
     def _prune(self, conversation: Conversation, budget: Budget, counter: TokenCounter) -> Pruned:
         originals = conversation.messages
         returned = call_trimmer(self._trimmer(), to_agents(originals))
-        sent = tuple(from_agents(returned, originals))
-        return Pruned(
-            conversation=conversation,
-            messages=sent,
-            tokens=counter.count_messages(sent),
-            budget=budget,
-            strategy=self.label,
-            given_decisions=decisions(originals, sent, self.label, "trimmed"),
-        )
-
-    def _check(
-        self, original: Conversation, pruned: Pruned, budget: Budget, counter: TokenCounter
-    ) -> None:
-        pass  # measured by the violations metric, never enforced
+        return self.sent(conversation, from_agents(returned, originals), budget, counter, "trimmed")
 
 
 def call_trimmer(trimmer: Any, converted: AgentsItems) -> AgentsItems:

@@ -34,8 +34,8 @@ from ctxlab.budget import Budget
 from ctxlab.errors import MissingDependencyError, UsageError
 from ctxlab.messages import Conversation, Message
 from ctxlab.pruned import Decision
-from ctxlab.strategies.base import BaseStrategy, Pruned
-from ctxlab.strategies.peers import library_version
+from ctxlab.strategies.base import Pruned
+from ctxlab.strategies.peers._base import PeerStrategy
 from ctxlab.strategies.peers.langchain_trim import from_langchain, to_langchain
 from ctxlab.summarizers import ExtractiveSummarizer
 from ctxlab.summarizers._llm_calls import ProviderLike
@@ -58,7 +58,7 @@ def _middleware_class() -> Any:
 
 
 @dataclass(frozen=True, kw_only=True)
-class LangchainSummarize(BaseStrategy):
+class LangchainSummarize(PeerStrategy):
     """LangChain's ``SummarizationMiddleware`` with the budget as the model's window.
 
     Attributes:
@@ -78,6 +78,7 @@ class LangchainSummarize(BaseStrategy):
     """
 
     name: ClassVar[str] = "langchain_summarize"
+    package: ClassVar[str] = PACKAGE
     provider: ProviderLike | None = None
     model: str | None = None
     trigger: ContextSize | tuple[ContextSize, ...] | None = ("fraction", 1.0)
@@ -95,11 +96,6 @@ class LangchainSummarize(BaseStrategy):
                 f"max_summary_tokens must be at least 8, got {self.max_summary_tokens}"
             )
         self.middleware(Budget(max_tokens=1000))  # the extra, and LangChain's own checks
-
-    @classmethod
-    def library(cls) -> str:
-        """The library and version this adapter calls."""
-        return library_version(PACKAGE)
 
     def middleware(
         self,
@@ -158,11 +154,6 @@ class LangchainSummarize(BaseStrategy):
             extra_usage=used,
             given_decisions=given,
         )
-
-    def _check(
-        self, original: Conversation, pruned: Pruned, budget: Budget, counter: TokenCounter
-    ) -> None:
-        pass  # measured by the violations metric, never enforced
 
 
 def _sizes(value: Any) -> Any:

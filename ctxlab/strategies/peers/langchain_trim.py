@@ -17,9 +17,8 @@ from typing import Any, ClassVar, Literal
 from ctxlab.budget import Budget
 from ctxlab.errors import MissingDependencyError, UsageError
 from ctxlab.messages import Conversation, Message
-from ctxlab.strategies.base import BaseStrategy, Pruned
-from ctxlab.strategies.peers import library_version
-from ctxlab.strategies.peers._decisions import decisions
+from ctxlab.strategies.base import Pruned
+from ctxlab.strategies.peers._base import PeerStrategy
 from ctxlab.tokens import TokenCounter
 
 __all__ = ["SPLITTERS", "LangchainTrim", "from_langchain", "to_langchain"]
@@ -55,7 +54,7 @@ def _langchain() -> Any:
 
 
 @dataclass(frozen=True, kw_only=True)
-class LangchainTrim(BaseStrategy):
+class LangchainTrim(PeerStrategy):
     """LangChain's ``trim_messages`` with ``max_tokens`` = the budget (needs the peers extra).
 
     Attributes:
@@ -70,6 +69,7 @@ class LangchainTrim(BaseStrategy):
     """
 
     name: ClassVar[str] = "langchain_trim"
+    package: ClassVar[str] = PACKAGE
     counter: Literal["approximate", "exact"] = "approximate"
     strategy: Literal["last", "first"] = "last"
     include_system: bool = True
@@ -85,11 +85,6 @@ class LangchainTrim(BaseStrategy):
                 f"unknown text_splitter {self.text_splitter!r} for strategy {self.name!r}; "
                 f"use one of {', '.join(SPLITTERS)}, or pass a function from Python"
             )
-
-    @classmethod
-    def library(cls) -> str:
-        """The library and version this adapter calls."""
-        return library_version(PACKAGE)
 
     def trim_kwargs(self, counter: TokenCounter, originals: Sequence[Message]) -> dict[str, Any]:
         """Keywords for ``trim_messages`` but ``max_tokens`` (the token counter included)."""
@@ -122,20 +117,13 @@ class LangchainTrim(BaseStrategy):
             max_tokens=budget.available,
             **self.trim_kwargs(counter, originals),
         )
-        sent = tuple(from_langchain(trimmed, {m.id: m for m in originals}))
-        return Pruned(
-            conversation=conversation,
-            messages=sent,
-            tokens=counter.count_messages(sent),
-            budget=budget,
-            strategy=self.label,
-            given_decisions=decisions(originals, sent, self.label, "cut"),
+        return self.sent(
+            conversation,
+            from_langchain(trimmed, {m.id: m for m in originals}),
+            budget,
+            counter,
+            "cut",
         )
-
-    def _check(
-        self, original: Conversation, pruned: Pruned, budget: Budget, counter: TokenCounter
-    ) -> None:
-        pass  # measured by the violations metric, never enforced
 
 
 def to_langchain(messages: Sequence[Message]) -> list[Any]:

@@ -24,9 +24,8 @@ from ctxlab.budget import Budget
 from ctxlab.errors import ConfigurationError, MissingDependencyError
 from ctxlab.formats.openai_chat import to_openai
 from ctxlab.messages import Conversation, Message
-from ctxlab.strategies.base import BaseStrategy, Pruned
-from ctxlab.strategies.peers import library_version
-from ctxlab.strategies.peers._decisions import decisions
+from ctxlab.strategies.base import Pruned
+from ctxlab.strategies.peers._base import PeerStrategy
 from ctxlab.tokens import TokenCounter
 
 __all__ = ["LitellmTrim", "litellm_trim_messages"]
@@ -59,38 +58,23 @@ def _tiktoken_cache_kept() -> Iterator[None]:
 
 
 @dataclass(frozen=True, kw_only=True)
-class LitellmTrim(BaseStrategy):
+class LitellmTrim(PeerStrategy):
     """LiteLLM's ``trim_messages`` with ``max_tokens`` = the budget (needs the peers extra)."""
 
     name: ClassVar[str] = "litellm_trim"
+    package: ClassVar[str] = PACKAGE
 
     def __post_init__(self) -> None:
         litellm_trim_messages()  # naming the strategy without the extra says which to install
-
-    @classmethod
-    def library(cls) -> str:
-        """The library and version this adapter calls."""
-        return library_version(PACKAGE)
 
     def _prune(self, conversation: Conversation, budget: Budget, counter: TokenCounter) -> Pruned:
         originals = conversation.messages
         trim = litellm_trim_messages()
         with _tiktoken_cache_kept():
             returned = trim(to_openai(originals), max_tokens=budget.available)
-        sent = tuple(from_litellm(returned, originals))
-        return Pruned(
-            conversation=conversation,
-            messages=sent,
-            tokens=counter.count_messages(sent),
-            budget=budget,
-            strategy=self.label,
-            given_decisions=decisions(originals, sent, self.label, "shortened"),
+        return self.sent(
+            conversation, from_litellm(returned, originals), budget, counter, "shortened"
         )
-
-    def _check(
-        self, original: Conversation, pruned: Pruned, budget: Budget, counter: TokenCounter
-    ) -> None:
-        pass  # measured by the violations metric, never enforced
 
 
 def from_litellm(returned: Sequence[dict[str, Any]], originals: Sequence[Message]) -> list[Message]:

@@ -19,9 +19,8 @@ from typing import Any, ClassVar
 
 from ctxlab.budget import Budget
 from ctxlab.messages import Conversation
-from ctxlab.strategies.base import BaseStrategy, Pruned
-from ctxlab.strategies.peers import library_version
-from ctxlab.strategies.peers._decisions import decisions
+from ctxlab.strategies.base import Pruned
+from ctxlab.strategies.peers._base import PeerStrategy
 from ctxlab.strategies.peers._llamaindex import (
     PACKAGE,
     default_tokenizer,
@@ -46,33 +45,22 @@ def memory_buffer(messages: list[Any], token_limit: int) -> Any:
 
 
 @dataclass(frozen=True, kw_only=True)
-class LlamaindexBuffer(BaseStrategy):
+class LlamaindexBuffer(PeerStrategy):
     """LlamaIndex's ``ChatMemoryBuffer.get()`` with ``token_limit`` = the budget (peers extra)."""
 
     name: ClassVar[str] = "llamaindex_buffer"
+    package: ClassVar[str] = PACKAGE
 
     def __post_init__(self) -> None:
         llamaindex(self.name)  # naming the strategy without the extra says which to install
 
-    @classmethod
-    def library(cls) -> str:
-        """The library and version this adapter calls."""
-        return library_version(PACKAGE)
-
     def _prune(self, conversation: Conversation, budget: Budget, counter: TokenCounter) -> Pruned:
         originals = conversation.messages
         returned = memory_buffer(to_llamaindex(originals), budget.available).get()
-        sent = tuple(from_llamaindex(returned, {m.id: m for m in originals}))
-        return Pruned(
-            conversation=conversation,
-            messages=sent,
-            tokens=counter.count_messages(sent),
-            budget=budget,
-            strategy=self.label,
-            given_decisions=decisions(originals, sent, self.label, "changed"),
+        return self.sent(
+            conversation,
+            from_llamaindex(returned, {m.id: m for m in originals}),
+            budget,
+            counter,
+            "changed",
         )
-
-    def _check(
-        self, original: Conversation, pruned: Pruned, budget: Budget, counter: TokenCounter
-    ) -> None:
-        pass  # measured by the violations metric, never enforced

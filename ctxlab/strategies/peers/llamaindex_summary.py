@@ -19,7 +19,6 @@ from typing import Any, ClassVar
 
 from ctxlab.budget import Budget
 from ctxlab.messages import Message
-from ctxlab.strategies.peers import library_version
 from ctxlab.strategies.peers._llamaindex import (
     ID_KEY,
     PACKAGE,
@@ -48,6 +47,7 @@ class LlamaindexSummary(WalkedPeer):
     """
 
     name: ClassVar[str] = "llamaindex_summary"
+    package: ClassVar[str] = PACKAGE
     provider: ProviderLike | None = field(default=None, repr=False)
     model: str | None = None
     summarize_prompt: str | None = field(default=None, repr=False)
@@ -63,11 +63,6 @@ class LlamaindexSummary(WalkedPeer):
     def label(self) -> str:
         """Registry name, the parameters that differ from their defaults, the summarizer."""
         return summary_label(super().label, self.provider, self.model)
-
-    @classmethod
-    def library(cls) -> str:
-        """The library and version this adapter calls."""
-        return library_version(PACKAGE)
 
     def memory(self, budget: Budget) -> LlamaindexSummaryMemory:
         """The buffer, with ``token_limit`` = the budget, over fresh `SummaryCalls`."""

@@ -18,7 +18,6 @@ from typing import Any, ClassVar
 
 from ctxlab.budget import Budget
 from ctxlab.errors import UsageError
-from ctxlab.strategies.peers import library_version
 from ctxlab.strategies.peers._semantic_kernel import (
     PACKAGE,
     SemanticKernelMemory,
@@ -51,6 +50,7 @@ class SkSummarize(WalkedPeer):
     """
 
     name: ClassVar[str] = "sk_summarize"
+    package: ClassVar[str] = PACKAGE
     provider: ProviderLike | None = field(default=None, repr=False)
     model: str | None = None
     target_count: int = 10
@@ -76,11 +76,6 @@ class SkSummarize(WalkedPeer):
     def label(self) -> str:
         """Registry name, the parameters that differ from their defaults, the summarizer."""
         return summary_label(super().label, self.provider, self.model)
-
-    @classmethod
-    def library(cls) -> str:
-        """The library and version this adapter calls."""
-        return library_version(PACKAGE)
 
     def memory(self, budget: Budget) -> SemanticKernelMemory:
         """The reducer over fresh `SummaryCalls` (the budget plays no part)."""

@@ -16,7 +16,6 @@ from typing import Any, ClassVar
 
 from ctxlab.budget import Budget
 from ctxlab.errors import UsageError
-from ctxlab.strategies.peers import library_version
 from ctxlab.strategies.peers._semantic_kernel import (
     PACKAGE,
     SemanticKernelMemory,
@@ -37,6 +36,7 @@ class SkTruncate(WalkedPeer):
     """
 
     name: ClassVar[str] = "sk_truncate"
+    package: ClassVar[str] = PACKAGE
     target_count: int = 10
     threshold_count: int = 10
 
@@ -47,11 +47,6 @@ class SkTruncate(WalkedPeer):
                 f"sk_truncate needs target_count >= 1 and threshold_count >= 0, got "
                 f"{self.target_count} and {self.threshold_count}"
             )
-
-    @classmethod
-    def library(cls) -> str:
-        """The library and version this adapter calls."""
-        return library_version(PACKAGE)
 
     def reducer(self, messages: list[Any]) -> Any:
         """A ``ChatHistoryTruncationReducer`` with these counts, holding `messages`."""
