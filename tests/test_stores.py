@@ -284,6 +284,42 @@ def test_sqlite_file_is_wal_and_versioned(tmp_path: Path) -> None:
     again.close()
 
 
+def test_sqlite_new_file_opened_while_another_connection_reads(tmp_path: Path) -> None:
+    # Switching a file to WAL fails at once (no busy wait) while another connection holds it,
+    # as when several processes open a new store together; the store waits it out instead.
+    raw = sqlite3.connect(tmp_path / "s.db", isolation_level=None, check_same_thread=False)
+    raw.execute("CREATE TABLE t (x)")
+    raw.execute("BEGIN")
+    raw.execute("SELECT * FROM t").fetchall()  # a shared lock that blocks the journal change
+    release = threading.Timer(0.3, lambda: raw.execute("COMMIT"))
+    release.start()
+    store = SQLiteStore(tmp_path / "s.db")
+    release.join()
+    store.append_turn(KEY, [Message(role="user", content="x")])
+    assert store._conn().execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    store.close()
+    raw.close()
+
+
+def test_sqlite_many_threads_open_a_new_file_together(tmp_path: Path) -> None:
+    errors: list[BaseException] = []
+
+    def open_close(path: Path) -> None:
+        try:
+            SQLiteStore(path).close()
+        except BaseException as exc:  # collected, then asserted empty
+            errors.append(exc)
+
+    for round_ in range(30):
+        path = tmp_path / f"r{round_}.db"
+        threads = [threading.Thread(target=open_close, args=(path,)) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert errors == []
+
+
 def test_sqlite_refuses_a_newer_schema(tmp_path: Path) -> None:
     SQLiteStore(tmp_path / "s.db").close()
     raw = sqlite3.connect(tmp_path / "s.db")

@@ -97,16 +97,32 @@ class SQLiteStore(BaseStore):
             conn = sqlite3.connect(
                 self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
             )
-            # WAL is a property of the file: ask for it only when not yet set, since asking
-            # again can fail with "database is locked" (no busy wait) while another writes.
-            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                conn.execute(self._pragmas[0])
+            self._enable_wal(conn)
             for pragma in self._pragmas[1:]:
                 conn.execute(pragma)
             self._local.conn = conn
             with self._all_lock:
                 self._all.append(conn)
         return conn
+
+    def _enable_wal(self, conn: sqlite3.Connection) -> None:
+        """Switch the file to WAL, waiting out other connections doing the same.
+
+        WAL is a property of the file, so it is asked for only when not yet set. Changing the
+        journal mode fails at once with "database is locked" (SQLite's busy handler is not
+        consulted) while another connection holds the file, which happens when several threads
+        or processes open a new store together; retry until ``busy_timeout``.
+        """
+        deadline = time.monotonic() + self._busy_timeout
+        delay = 0.001
+        while conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            try:
+                conn.execute(self._pragmas[0])
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
 
     @contextmanager
     def _write(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
