@@ -103,7 +103,11 @@ def test_healthz_stays_fast_while_huge_requests_and_replies_run(proxy: ProxyProc
     # limit (502) or, with the stub busy writing them, past the route's 1 s deadline (504).
     assert results[:9] == [400] * 9 and set(results[9:]) <= {502, 504}, results
     assert len(latencies) >= 10
-    assert max(latencies) < 0.1, sorted(latencies)[-5:]
+    # A blocked event loop delays every probe that arrives while it is blocked; one scheduler
+    # hiccup on a busy machine delays one. So: nearly all probes are fast, none waits long.
+    slowest = sorted(latencies)
+    assert slowest[int(len(slowest) * 0.9)] < 0.05, slowest[-5:]
+    assert slowest[-1] < 0.5, slowest[-5:]
 
 
 def test_huge_upstream_reply_is_cut_off_with_a_502(proxy: ProxyProcess) -> None:
