@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from collections import Counter
 
+import numpy as np
+
 from ctxlab.invariants import KINDS, required_tokens, violations
+from ctxlab.lab.metrics._clean import is_clean
 from ctxlab.lab.metrics.base import NAN, Cell, Facts, Probe, ProbeMetric, Values
 
 __all__ = ["Violations"]
@@ -89,9 +92,20 @@ def _structure(facts: Facts, strategy: str, probe: Probe) -> tuple[tuple[str, ..
     if found is None:
         pruned = probe.pruned
         assert pruned is not None
-        broken = violations(pruned.conversation, pruned, None, facts.counter)
-        found = cache[key] = (
-            tuple(v.kind for v in broken),
-            facts.counter.count_messages(pruned.messages),
-        )
+        tokens = _tokens(facts, probe)
+        if is_clean(facts, probe, tokens):
+            found = cache[key] = ((), tokens)
+        else:
+            broken = violations(pruned.conversation, pruned, None, facts.counter)
+            found = cache[key] = (tuple(v.kind for v in broken), tokens)
     return found
+
+
+def _tokens(facts: Facts, probe: Probe) -> int:
+    """``counter.count_messages`` of the context, from the conversation's cached counts."""
+    order = probe.order
+    count = facts.counter.count
+    rest = sum(count(m) for _, m in probe.others)
+    if probe.asked is not None and bool(np.any(order == -2)):
+        rest += count(probe.asked)
+    return int(facts.counts[order[order >= 0]].sum()) + rest + facts.priming
