@@ -143,17 +143,20 @@ def violations(
     counter: TokenCounter,
     *,
     enforce_budget: bool | None = None,
+    decisions: bool = True,
 ) -> list[Violation]:
     """Every rule `pruned` breaks, in the order `check` looks for them; never raises.
 
     For results that are measured rather than trusted (peer libraries): `check` raises the
     first of these. With `budget` None the token budget is not checked (``over_budget`` and
-    ``budget_unreachable`` never appear).
+    ``budget_unreachable`` never appear). With `decisions` False, ``pruned.decisions`` is
+    neither built nor checked: only what would be sent is (the context's messages and
+    ``pruned.tokens``).
     """
     conv = as_conversation(original)
-    if budget is None:
-        return list(_breaches(conv, pruned, None, counter, False))
-    return list(_breaches(conv, pruned, as_budget(budget), counter, enforce_budget))
+    bud = None if budget is None else as_budget(budget)
+    enforce = False if budget is None else enforce_budget
+    return list(_breaches(conv, pruned, bud, counter, enforce, decisions))
 
 
 def _breaches(
@@ -162,6 +165,7 @@ def _breaches(
     budget: Budget | None,
     counter: TokenCounter,
     enforce_budget: bool | None,
+    decisions: bool = True,
 ) -> Iterator[Violation]:
     if pruned.conversation.messages != conv.messages:
         yield Violation(
@@ -173,7 +177,8 @@ def _breaches(
     yield from _check_pins(conv, pruned.messages)
     yield from _check_tool_pairs(pruned.messages)
     yield from _check_tokens(conv, pruned, budget, counter, enforce_budget)
-    yield from _check_decisions(conv, pruned, positions)
+    if decisions:
+        yield from _check_decisions(conv, pruned, positions)
 
 
 def _check_messages(

@@ -52,7 +52,8 @@ def agrees(probe: Probe) -> tuple[bool, bool]:
     p = probe.pruned
     assert p is not None
     tokens = COUNTER.count_messages(p.messages)
-    return is_clean(probe.facts, probe, tokens), not violations(p.conversation, p, None, COUNTER)
+    found = violations(p.conversation, p, None, COUNTER, decisions=False)
+    return is_clean(probe.facts, probe, tokens), not found
 
 
 @pytest.mark.parametrize("dataset", ["taubench", "sweagent", "locomo", "mtbench101"])
@@ -167,20 +168,6 @@ def _breaches() -> Iterator[tuple[str, Callable[[Probe], Probe]]]:
 
         return add
 
-    def decide(
-        i_action: Callable[[Probe], tuple[int, str, str | None]],
-    ) -> Callable[[Probe], Probe]:
-        def redo(p: Probe) -> Probe:
-            d = list(p.pruned.decisions)  # type: ignore[union-attr]
-            i, action, into = i_action(p)
-            d[i] = dataclasses.replace(d[i], action=action, into=into)
-            return _with(p, decisions=tuple(d))
-
-        return redo
-
-    def first(p: Probe, action: str) -> int:
-        return next(d.index for d in p.pruned.decisions if d.action == action)  # type: ignore[union-attr]
-
     is_call = lambda m: m.role == "assistant" and bool(m.tool_calls)  # noqa: E731
     yield "order", swap
     yield "sent twice", twice
@@ -193,11 +180,6 @@ def _breaches() -> Iterator[tuple[str, Callable[[Probe], Probe]]]:
     yield "tokens wrong", lambda p: _with(p, tokens=p.pruned.tokens + 1)  # type: ignore[union-attr]
     yield "unmarked new message", new_message(synthetic=False)
     yield "synthetic sent twice", new_message(synthetic=True)
-    yield "kept but dropped", decide(lambda p: (first(p, "kept"), "dropped", None))
-    yield "dropped but kept", decide(lambda p: (first(p, "dropped"), "kept", None))
-    yield "summary not sent", decide(lambda p: (first(p, "dropped"), "summarized", "nowhere"))
-    yield "masked but verbatim", decide(lambda p: (first(p, "kept"), "masked", None))
-    yield "decisions short", lambda p: _with(p, decisions=p.pruned.decisions[:-1])  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize(("what", "breach"), list(_breaches()), ids=[w for w, _ in _breaches()])
@@ -206,20 +188,29 @@ def test_each_breach_is_not_called_clean(what: str, breach: Callable[[Probe], Pr
     assert agrees(broken) == (False, False), what
 
 
-def test_decisions_the_strategy_computes_lazily_are_checked_too() -> None:
+def test_decisions_are_left_to_check_and_never_built() -> None:
+    """The metric measures the request; wrong decisions are `check`'s to find, not its own."""
     probe = _clean_agent_probe()
     p = probe.pruned
     assert p is not None and p.decide is not None
-    wrong = [
-        Decision(index=d.index, message_id=d.message_id, action="kept", reason="")
-        for d in p.decisions
-    ]
+    built = []
+
+    def wrong() -> list[Decision]:
+        built.append(1)
+        return [
+            Decision(index=d.index, message_id=d.message_id, action="kept", reason="")
+            for d in p.decisions
+        ]
+
     lazy = Pruned(
         conversation=p.conversation,
         messages=p.messages,
         tokens=p.tokens,
         budget=p.budget,
         strategy=p.strategy,
-        decide=lambda: wrong,
+        decide=wrong,
     )
-    assert agrees(Probe(k=probe.k, pruned=lazy, facts=probe.facts)) == (False, False)
+    assert agrees(Probe(k=probe.k, pruned=lazy, facts=probe.facts)) == (True, True)
+    assert built == []
+    kinds = {v.kind for v in violations(lazy.conversation, lazy, None, COUNTER)}
+    assert kinds == {"malformed"} and built == [1]

@@ -1,8 +1,8 @@
 """A vectorized proof that a probe's context breaks no rule of `ctxlab.invariants`.
 
-`ctxlab.invariants.violations` walks every message and every decision of a context in Python;
-over a replay that is O(k) per probe and dominates the harness. Almost every context a replay
-produces is clean, so `is_clean` checks the same rules with arrays precomputed once per
+`ctxlab.invariants.violations` walks every message of a context in Python; over a replay that
+is O(k) per probe. Almost every context a replay produces is clean, so `is_clean` checks the
+same rules (those about what is sent: ``decisions=False``) with arrays precomputed once per
 conversation (`Shape`) and the probe's `Probe.order`, touching in Python only the messages that
 are not verbatim originals. It is sound, not complete: True means `violations` finds nothing;
 False means "not proven", and the caller runs `violations` to learn what is wrong.
@@ -11,26 +11,14 @@ False means "not proven", and the caller runs `violations` to learn what is wron
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import repeat
-from operator import attrgetter
 
 import numpy as np
 import numpy.typing as npt
 
 from ctxlab.lab.metrics.base import Facts, Probe
 from ctxlab.messages import Conversation, Message
-from ctxlab.pruned import Decision
 
 __all__ = ["Shape", "is_clean"]
-
-_INDEX = attrgetter("index")
-_ID = attrgetter("message_id")
-_ACTION = attrgetter("action")
-_INTO = attrgetter("into")
-# Decision actions as codes; an action `violations` does not know is never a breach (OTHER).
-KEPT, DROPPED, SUMMARIZED, MASKED, TRUNCATED, OTHER = range(6)
-_CODES = {"kept": KEPT, "dropped": DROPPED, "summarized": SUMMARIZED}
-_CODES |= {"masked": MASKED, "truncated": TRUNCATED}
 
 
 @dataclass(frozen=True)
@@ -106,7 +94,7 @@ def _is_user_turn(m: Message) -> bool:
 
 
 def is_clean(facts: Facts, probe: Probe, tokens: int) -> bool:
-    """True when `ctxlab.invariants.violations` (no budget) finds nothing in the probe's context.
+    """True when ``violations(..., None, decisions=False)`` finds nothing in the probe's context.
 
     `tokens` is the context's exact count. False means "not proven".
     """
@@ -150,11 +138,7 @@ def is_clean(facts: Facts, probe: Probe, tokens: int) -> bool:
     last = int(place[-1]) if len(place) and place[-1] < k else -1  # the question is no call
     if len(mapped) > 1 and not bool(np.all(mapped[1:] > mapped[:-1])):
         return False  # sent twice or out of order
-    return (
-        _pins_kept(shape, state, k, question)
-        and _pairs_hold(shape, mapped[mapped < k], last)
-        and _decisions_hold(pruned.decisions, shape, state, k, probe.asked, synthetic)
-    )
+    return _pins_kept(shape, state, k, question) and _pairs_hold(shape, mapped[mapped < k], last)
 
 
 def _plain_user(m: Message | None) -> bool:
@@ -193,40 +177,3 @@ def _pairs_hold(shape: Shape, sent: npt.NDArray[np.int64], last: int) -> bool:
         return False
     got = np.bincount(owners, minlength=len(shape.ids))
     return bool(np.all(got[calls] == shape.results[calls]))
-
-
-def _decisions_hold(
-    decisions: tuple[Decision, ...],
-    shape: Shape,
-    state: npt.NDArray[np.int8],
-    k: int,
-    asked: Message | None,
-    synthetic: set[str],
-) -> bool:
-    """One decision per message, in order, each agreeing with how that message is sent."""
-    width = len(state)
-    if len(decisions) != width:
-        return False
-    if not np.array_equal(np.fromiter(map(_INDEX, decisions), np.int64, width), np.arange(width)):
-        return False
-    ids = shape.ids[:k] if asked is None else [*shape.ids[:k], asked.id]
-    if list(map(_ID, decisions)) != ids:
-        return False
-    codes = np.fromiter(map(_CODES.get, map(_ACTION, decisions), repeat(OTHER)), np.int8, width)
-    wrong = ((codes == KEPT) & (state != 1)) | ((codes == DROPPED) & (state != 0))
-    if bool(np.any(wrong)):
-        return False
-    rewritten = np.flatnonzero((codes == MASKED) | (codes == TRUNCATED))
-    if len(rewritten):
-        if bool(np.any(state[rewritten] != 2)):
-            return False
-        if any(decisions[i].into != ids[i] for i in rewritten.tolist()):
-            return False
-    folded = np.flatnonzero(codes == SUMMARIZED)
-    if len(folded):
-        if bool(np.any(state[folded] != 0)):
-            return False
-        carriers = set(map(_INTO, (decisions[i] for i in folded.tolist())))
-        if not carriers <= synthetic:
-            return False
-    return True

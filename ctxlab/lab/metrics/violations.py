@@ -3,7 +3,10 @@
 ctxlab's own strategies guarantee the rules of `ctxlab.invariants`; a strategy that wraps
 another library may not. These columns count, at every probe, the rules broken by what the
 strategy actually returned, recounted with the run's exact counter (never the strategy's own
-``pruned.tokens``), and never repair anything.
+``pruned.tokens``), and never repair anything. They measure the request: a strategy's
+explanation of it (``pruned.decisions``) is checked by `ctxlab.invariants.check` (the invariant
+tests, and every call with ``CTXLAB_DEBUG=1``), not here, so a replay never builds decisions
+only to be measured.
 """
 
 from __future__ import annotations
@@ -26,10 +29,12 @@ class Violations(ProbeMetric):
     """``violations``: rules of `ctxlab.invariants` the probe's context breaks, per kind too.
 
     - ``violations``: the number of breaches (`ctxlab.invariants.violations` with the probe's
-      budget): one per orphan tool result, per tool call sent without its result, per pinned
-      message lost or changed, per message out of order or sent twice, per bookkeeping error,
-      and one when the context exceeds the budget. ``keep_all`` ignores budgets by design, so
-      it shows ``over_budget``; every other ctxlab strategy shows 0.
+      budget, ``decisions=False``): one per orphan tool result, per tool call sent without its
+      result, per pinned message lost or changed, per message out of order or sent twice, per
+      ``malformed`` message (a new id not marked synthetic, role or tool fields changed) or
+      wrong ``pruned.tokens``, and one when the context exceeds the budget. ``keep_all``
+      ignores budgets by design, so it shows ``over_budget``; every other ctxlab strategy
+      shows 0.
     - ``violations_<kind>``: the same count for one kind (`ctxlab.invariants.KINDS`).
     - ``over_budget_tokens``: exact tokens of the context above ``budget.available``, 0 when
       within.
@@ -96,7 +101,7 @@ def _structure(facts: Facts, strategy: str, probe: Probe) -> tuple[tuple[str, ..
         if is_clean(facts, probe, tokens):
             found = cache[key] = ((), tokens)
         else:
-            broken = violations(pruned.conversation, pruned, None, facts.counter)
+            broken = violations(pruned.conversation, pruned, None, facts.counter, decisions=False)
             found = cache[key] = (tuple(v.kind for v in broken), tokens)
     return found
 
