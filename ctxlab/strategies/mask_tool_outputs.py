@@ -78,7 +78,7 @@ class MaskToolOutputs(RewriteStrategy):
     def _rewrite(
         self, messages: Sequence[Message], counter: TokenCounter, cache: dict[str, Any]
     ) -> tuple[tuple[Message, ...], Changes]:
-        outputs = [i for i, m in enumerate(messages) if m.is_tool_output]
+        outputs = _outputs(messages, cache)
         old = outputs[: max(0, len(outputs) - self.keep_last)]
         out = list(messages)
         changes: dict[int, tuple[Action, str]] = {}
@@ -93,6 +93,22 @@ class MaskToolOutputs(RewriteStrategy):
                 out[i] = masked
                 changes[i] = ("masked", f"tool output older than the last {self.keep_last}")
         return tuple(out), changes
+
+
+def _outputs(messages: Sequence[Message], cache: dict[str, Any]) -> list[int]:
+    """Indices of the tool outputs among `messages`.
+
+    A replay rewrites growing prefixes of one conversation with one `cache`: only the messages
+    added since the last call are scanned.
+    """
+    found: list[int] = cache.setdefault("outputs", [])
+    scanned: int = cache.get("scanned", 0)
+    if scanned > len(messages):  # not a longer prefix: start over
+        found.clear()
+        scanned = 0
+    found.extend(i for i in range(scanned, len(messages)) if messages[i].is_tool_output)
+    cache["scanned"] = len(messages)
+    return found
 
 
 def _tool_name(messages: Sequence[Message], i: int, names: dict[str, str]) -> str:
