@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numpy as np
+import numpy.typing as npt
 
 from ctxlab.lab.metrics.base import NAN, Aggregate, Cell, Probe, ProbeMetric, Values
 from ctxlab.messages import Message
@@ -187,21 +188,22 @@ def _partial(x: Message, y: Message, cell: Cell) -> int:
     if encode is None:
         return 0
     # Rewritten messages recur across probes and budgets: encode each one once.
-    cache: dict[tuple[Any, ...], list[int]] = cell.facts.memo("cost.sequences", lambda _: {})
+    cache: dict[tuple[Any, ...], npt.NDArray[np.int64]] = cell.facts.memo(
+        "cost.sequences", lambda _: {}
+    )
     sx, sy = (_cached_sequence(m, encode, cache) for m in (x, y))
-    n = 0
-    for p, q in zip(sx, sy, strict=False):
-        if p != q:
-            break
-        n += 1
-    return n
+    n = min(len(sx), len(sy))
+    differ = np.flatnonzero(sx[:n] != sy[:n])
+    return int(differ[0]) if len(differ) else n
 
 
-def _cached_sequence(m: Message, encode: Any, cache: dict[tuple[Any, ...], list[int]]) -> list[int]:
+def _cached_sequence(
+    m: Message, encode: Any, cache: dict[tuple[Any, ...], npt.NDArray[np.int64]]
+) -> npt.NDArray[np.int64]:
     key = (m.role, m.content, m.name, m.tool_calls)
     found = cache.get(key)
     if found is None:
-        found = cache[key] = _sequence(m, encode)
+        found = cache[key] = np.asarray(_sequence(m, encode), dtype=np.int64)
     return found
 
 

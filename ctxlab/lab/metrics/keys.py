@@ -71,7 +71,10 @@ class KeyStringRecall(ProbeMetric):
         if not future.any():
             return NAN
         held = np.zeros(len(keys.ids), dtype=np.bool_)
-        held[keys.occ_key[probe.kept[keys.occ_message]]] = True
+        # occurrences are in message order: only those before k can be sent
+        end = int(np.searchsorted(keys.occ_message, probe.k))
+        sent = probe.kept[keys.occ_message[:end]]
+        held[keys.occ_key[:end][sent]] = True
         for _, m in probe.others:
             held[_known(cell.facts, keys, full_text(m))] = True
         return float(held[future].sum() / future.sum())
