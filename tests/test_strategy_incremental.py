@@ -33,8 +33,8 @@ from ctxlab.scoring import (
     terms,
 )
 from ctxlab.strategies import get_strategy
+from ctxlab.strategies._layout import Layout, LazyLayout
 from ctxlab.strategies._tool_units import NEVER, sendable_ends, units_of
-from ctxlab.strategies._window import Layout, LazyLayout
 from ctxlab.strategies.mask_tool_outputs import placeholder_text
 from ctxlab.strategies.summarize import Summarize
 from ctxlab.tokens import TiktokenCounter, get_counter

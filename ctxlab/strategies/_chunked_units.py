@@ -25,8 +25,8 @@ from ctxlab.budget import Budget
 from ctxlab.errors import BudgetUnreachableError
 from ctxlab.messages import Conversation, Message
 from ctxlab.pruned import Decision, Pruned
+from ctxlab.strategies._layout import REPLY_PRIMING, prefix_of, share_of
 from ctxlab.strategies._tool_units import Unit, UnitTracker
-from ctxlab.strategies._window import REPLY_PRIMING, prefix_of, share_of
 from ctxlab.tokens import TokenCounter
 
 __all__ = ["Cut", "Shares", "chunked_walk"]

@@ -9,7 +9,7 @@ from ctxlab.budget import Budget
 from ctxlab.invariants import check
 from ctxlab.messages import Conversation, Message
 from ctxlab.strategies._compose import compose, decision
-from ctxlab.strategies._window import prefix_of
+from ctxlab.strategies._layout import prefix_of
 from ctxlab.strategies.base import Action, BaseStrategy, Decision, Pruned
 from ctxlab.strategies.keep_all import KeepAll
 from ctxlab.tokens import TokenCounter

@@ -18,8 +18,8 @@ from ctxlab.budget import Budget
 from ctxlab.errors import BudgetUnreachableError
 from ctxlab.messages import Conversation, Message
 from ctxlab.strategies._compose import decision
+from ctxlab.strategies._layout import prefix_of
 from ctxlab.strategies._tool_units import Unit, UnitTracker
-from ctxlab.strategies._window import prefix_of
 from ctxlab.strategies.base import Decision, Pruned
 from ctxlab.tokens import TokenCounter
 from ctxlab.usage import Usage

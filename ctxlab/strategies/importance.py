@@ -26,8 +26,8 @@ from ctxlab.scoring import Pins, PrefixScores, Scorer, default_scorer, prefix_sc
 from ctxlab.strategies._branches import History, per_budget
 from ctxlab.strategies._chunked import check_shares
 from ctxlab.strategies._chunked_units import Shares, chunked_walk
+from ctxlab.strategies._layout import prefix_of, share_of
 from ctxlab.strategies._tool_units import Unit, UnitTracker, units_of
-from ctxlab.strategies._window import prefix_of, share_of
 from ctxlab.strategies.base import Action, BaseStrategy, Decision, Pruned
 from ctxlab.tokens import TokenCounter
 

@@ -37,8 +37,8 @@ from ctxlab.scoring.scorers import history_postings
 from ctxlab.strategies._branches import Branch, History, per_budget
 from ctxlab.strategies._chunked import check_shares
 from ctxlab.strategies._chunked_units import Shares, chunked_walk
+from ctxlab.strategies._layout import prefix_of, share_of
 from ctxlab.strategies._tool_units import Unit, units_of
-from ctxlab.strategies._window import prefix_of, share_of
 from ctxlab.strategies.base import BaseStrategy
 from ctxlab.tokens import TokenCounter
 

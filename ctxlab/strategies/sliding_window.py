@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from ctxlab.errors import UsageError
 from ctxlab.strategies._chunked import ChunkedWindow, check_shares
-from ctxlab.strategies._window import Layout
+from ctxlab.strategies._layout import Layout
 
 __all__ = ["SlidingWindow"]
 

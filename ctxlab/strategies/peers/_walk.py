@@ -26,7 +26,7 @@ from typing import Any, Protocol
 from ctxlab.budget import Budget
 from ctxlab.messages import Conversation, Message
 from ctxlab.pruned import Decision, Pruned
-from ctxlab.strategies._window import prefix_of
+from ctxlab.strategies._layout import prefix_of
 from ctxlab.strategies.peers._base import PeerStrategy
 from ctxlab.tokens import TokenCounter
 from ctxlab.usage import Usage
