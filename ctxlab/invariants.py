@@ -99,12 +99,8 @@ class MustKeep:
 def must_keep(messages: Sequence[Message]) -> MustKeep:
     """Find the first system message and the newest user message of a conversation."""
     system = next((i for i, m in enumerate(messages) if m.role == "system"), None)
-    user = next((i for i in range(len(messages) - 1, -1, -1) if _is_user_turn(messages[i])), None)
+    user = next((i for i in range(len(messages) - 1, -1, -1) if messages[i].is_user_turn), None)
     return MustKeep(system=system, user=user)
-
-
-def _is_user_turn(message: Message) -> bool:
-    return message.role == "user" and not message.is_tool_output
 
 
 def required_tokens(messages: Sequence[Message], counter: TokenCounter) -> int:

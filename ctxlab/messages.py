@@ -209,6 +209,11 @@ class Message:
         return self.role == "tool" or bool(self.meta.get("tool_output"))
 
     @property
+    def is_user_turn(self) -> bool:
+        """True for what the user said: role ``user`` and not tagged ``tool_output``."""
+        return self.role == "user" and not self.is_tool_output
+
+    @property
     def is_synthetic(self) -> bool:
         """True for messages a strategy created (summaries, placeholders)."""
         return bool(self.meta.get("synthetic"))

@@ -46,6 +46,18 @@ def test_sweagent_repeated_file_names_get_their_folder() -> None:
     assert len(twins) == 2 and all("/" in i for i in twins)
 
 
+def test_user_turns_leave_out_observations_sent_as_user_messages() -> None:
+    # Older SWE-agent runs send each command's output back as a user message tagged tool_output.
+    run = datasets.load("sweagent")[1]
+    users = [m for m in run.messages if m.role == "user"]
+    turns = [m for m in users if m.is_user_turn]
+    assert 0 < len(turns) < len(users)
+    assert all(not m.is_tool_output for m in turns)
+    assert all(m.is_tool_output for m in users if m not in turns)
+    chat = datasets.load("locomo")[0]
+    assert all(m.is_user_turn == (m.role == "user") for m in chat.messages)
+
+
 def test_load_is_cached_and_returns_a_fresh_list() -> None:
     a, b = datasets.load("taubench"), datasets.load("taubench")
     assert a == b and a is not b

@@ -72,7 +72,6 @@ def test_own_strategies_are_proven_clean(dataset: str) -> None:
 @pytest.mark.parametrize("peer", ["langchain_trim", "litellm_trim", "llamaindex_buffer"])
 @pytest.mark.parametrize("dataset", ["taubench", "sweagent"])
 def test_peers_breaches_are_never_called_clean(peer: str, dataset: str) -> None:
-    pytest.importorskip("ctxlab.strategies.peers")
     broken = 0
     for probe in probes(sample(dataset), peer):
         fast, clean = agrees(probe)

@@ -240,6 +240,6 @@ class ScriptedProvider(Provider):
 
 def _echo(sent: tuple[Message, ...]) -> str:
     for m in reversed(sent):
-        if m.role == "user" and not m.is_tool_output:
+        if m.is_user_turn:
             return m.text
     return ""

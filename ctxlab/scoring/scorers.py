@@ -159,7 +159,7 @@ class Relevance:
         postings = history_postings(tuple(m.text for m in messages[:-1]))
         newest = terms(messages[-1].text) if messages else ()
         last = len(messages)
-        users = [i for i, m in enumerate(messages) if m.role == "user" and not m.is_tool_output]
+        users = [i for i, m in enumerate(messages) if m.is_user_turn]
 
         def of(n: int) -> list[float]:
             pos = bisect.bisect_left(users, n)

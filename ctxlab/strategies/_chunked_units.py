@@ -110,7 +110,7 @@ class _Walk:
         m = self.msgs[i]
         if self.system < 0 and m.role == "system":
             self.system = i
-        if m.role == "user" and not m.is_tool_output:
+        if m.is_user_turn:
             self.user = i
         for unit in self.tracker.add(i, m, self.counts[i]):
             if unit.state == "ok":

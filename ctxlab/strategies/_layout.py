@@ -99,7 +99,7 @@ class Layout:
     @cached_property
     def users(self) -> list[int]:
         """Indices of the user turns (user messages that are not tool output), ascending."""
-        return [i for i, m in enumerate(self.messages) if _is_user_turn(m)]
+        return [i for i, m in enumerate(self.messages) if m.is_user_turn]
 
     def count(self, i: int) -> int:
         """Tokens of message i."""
@@ -278,7 +278,7 @@ class LazyLayout(Layout):
         """Index of the newest user message (not tool output) in ``messages[:k]``, or -1."""
         if "users" in self.__dict__:  # sliding_window(max_turns=...) lists them anyway
             return super().newest_user(k)
-        return next((i for i in range(k - 1, -1, -1) if _is_user_turn(self.messages[i])), -1)
+        return next((i for i in range(k - 1, -1, -1) if self.messages[i].is_user_turn), -1)
 
     def _weight(self, j: int, skip: Collection[int]) -> int:
         """What message j adds to a run: its tokens, or 0 when never sendable or skipped."""
@@ -315,10 +315,6 @@ class LazyLayout(Layout):
                 break
             e += 1
         return e
-
-
-def _is_user_turn(m: Message) -> bool:
-    return m.role == "user" and not m.is_tool_output
 
 
 def _unsendable(i: int, m: Message, orphan: bool) -> Decision:

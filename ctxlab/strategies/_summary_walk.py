@@ -101,7 +101,7 @@ class Walk:
         self.fold_no.append(0)
         if m.role == "system" and self.system is None:
             self.system = i
-        if m.role == "user" and not m.is_tool_output:
+        if m.is_user_turn:
             self.user = i
         for unit in self.tracker.add(i, m, self.counter.count(m)):
             if unit.state == "ok":

@@ -246,7 +246,7 @@ class _PrefixRankings:
     def __init__(self, messages: Sequence[Message]) -> None:
         self.messages = messages
         self.postings = history_postings(tuple(m.text for m in messages))
-        self.users = [i for i, m in enumerate(messages) if _is_user_turn(m)]
+        self.users = [i for i, m in enumerate(messages) if m.is_user_turn]
 
     def at(self, k: int) -> Ranking | None:
         """The ranking `Retrieve._ranking` gives for ``messages[:k]``."""
@@ -361,10 +361,6 @@ def _recent(candidates: list[Unit], share: int) -> tuple[list[Unit], int]:
         chosen.append(unit)
         used += unit.cost
     return chosen, used
-
-
-def _is_user_turn(m: Message) -> bool:
-    return m.role == "user" and not m.is_tool_output
 
 
 def _fmt(score: float) -> str:

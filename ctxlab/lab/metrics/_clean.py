@@ -26,7 +26,6 @@ class Shape:
     """What the rules need to know about a conversation's messages, as arrays.
 
     Attributes:
-        ids: message ids, in order.
         is_call: assistant messages with tool calls.
         is_result: tool results.
         call_of: per tool result, the call message it answers (the newest call message before
@@ -38,7 +37,6 @@ class Shape:
         dia_ids: the messages' ``meta["dia_id"]`` values.
     """
 
-    ids: list[str]
     is_call: npt.NDArray[np.bool_]
     is_result: npt.NDArray[np.bool_]
     call_of: npt.NDArray[np.int64]
@@ -68,12 +66,11 @@ class Shape:
         complete = np.zeros(n, dtype=np.bool_)
         for a, got in answered.items():
             complete[a] = all(c.id in got for c in msgs[a].tool_calls)
-        users = np.fromiter((_is_user_turn(m) for m in msgs), np.bool_, n)
+        users = np.fromiter((m.is_user_turn for m in msgs), np.bool_, n)
         newest = np.where(users, np.arange(n), -1)
         newest_user = np.concatenate(([-1], np.maximum.accumulate(newest) if n else newest))
         system = next((i for i, m in enumerate(msgs) if m.role == "system"), -1)
         return cls(
-            ids=[m.id for m in msgs],
             is_call=is_call,
             is_result=is_result,
             call_of=call_of,
@@ -87,10 +84,6 @@ class Shape:
 
 def _is_call(m: Message) -> bool:
     return m.role == "assistant" and bool(m.tool_calls)
-
-
-def _is_user_turn(m: Message) -> bool:
-    return m.role == "user" and not m.is_tool_output
 
 
 def is_clean(facts: Facts, probe: Probe, tokens: int) -> bool:
@@ -111,16 +104,15 @@ def is_clean(facts: Facts, probe: Probe, tokens: int) -> bool:
     if pruned.tokens != tokens:
         return False
     order = probe.order
-    # Each sent message's place in the prefix (-1 synthetic), and how it is sent.
-    place = order.copy()
-    state = np.zeros(width, dtype=np.int8)  # 0 not sent, 1 verbatim, 2 changed, same id
-    state[order[order >= 0]] = 1
+    place = order.copy()  # each sent message's place in the prefix (-1: synthetic)
+    verbatim = np.zeros(width, dtype=np.bool_)
+    verbatim[order[order >= 0]] = True
     if question:
         at = np.flatnonzero(order == -2)
         if len(at) != 1 or not _plain_user(probe.asked):
             return False
         place[at] = k
-        state[k] = 1
+        verbatim[k] = True
     synthetic: set[str] = set()
     for pos, m in probe.others:
         j = facts.index.get(m.id, -1)
@@ -128,7 +120,7 @@ def is_clean(facts: Facts, probe: Probe, tokens: int) -> bool:
             o = originals[j]
             if (m.role, m.tool_calls, m.tool_call_id) != (o.role, o.tool_calls, o.tool_call_id):
                 return False
-            place[pos], state[j] = j, 2
+            place[pos] = j
         elif (question and m.id == originals[-1].id) or not _fresh_synthetic(m, shape, synthetic):
             return False
         else:
@@ -138,11 +130,11 @@ def is_clean(facts: Facts, probe: Probe, tokens: int) -> bool:
     last = int(place[-1]) if len(place) and place[-1] < k else -1  # the question is no call
     if len(mapped) > 1 and not bool(np.all(mapped[1:] > mapped[:-1])):
         return False  # sent twice or out of order
-    return _pins_kept(shape, state, k, question) and _pairs_hold(shape, mapped[mapped < k], last)
+    return _pins_kept(shape, verbatim, k, question) and _pairs_hold(shape, mapped[mapped < k], last)
 
 
 def _plain_user(m: Message | None) -> bool:
-    return m is not None and _is_user_turn(m) and not m.tool_calls
+    return m is not None and m.is_user_turn and not m.tool_calls
 
 
 def _fresh_synthetic(m: Message, shape: Shape, seen: set[str]) -> bool:
@@ -152,12 +144,12 @@ def _fresh_synthetic(m: Message, shape: Shape, seen: set[str]) -> bool:
     return "dia_id" not in m.meta or m.meta["dia_id"] not in shape.dia_ids
 
 
-def _pins_kept(shape: Shape, state: npt.NDArray[np.int8], k: int, question: bool) -> bool:
+def _pins_kept(shape: Shape, verbatim: npt.NDArray[np.bool_], k: int, question: bool) -> bool:
     system = shape.first_system
-    if 0 <= system < k and state[system] != 1:
+    if 0 <= system < k and not verbatim[system]:
         return False
     user = k if question else int(shape.newest_user[k])
-    return user < 0 or bool(state[user] == 1)
+    return user < 0 or bool(verbatim[user])
 
 
 def _pairs_hold(shape: Shape, sent: npt.NDArray[np.int64], last: int) -> bool:
@@ -166,14 +158,15 @@ def _pairs_hold(shape: Shape, sent: npt.NDArray[np.int64], last: int) -> bool:
         return False  # the context ends on a tool call
     results = sent[shape.is_result[sent]]
     owners = shape.call_of[results]
-    if len(results) and (bool(np.any(owners < 0))):
+    if bool(np.any(owners < 0)):
         return False
     calls = sent[shape.is_call[sent]]
     if not len(calls):
         return not len(results)
-    sent_calls = np.zeros(len(shape.ids), dtype=np.bool_)
+    n = len(shape.is_call)
+    sent_calls = np.zeros(n, dtype=np.bool_)
     sent_calls[calls] = True
     if not bool(np.all(sent_calls[owners])) or not bool(np.all(shape.complete[calls])):
         return False
-    got = np.bincount(owners, minlength=len(shape.ids))
+    got = np.bincount(owners, minlength=n)
     return bool(np.all(got[calls] == shape.results[calls]))
