@@ -14,6 +14,7 @@ from proxy_support import ALICE, ProxyProcess, Stub, start_proxy
 from session_support import locomo_pairs
 
 import ctxlab
+from ctxlab.live import sent_ids
 from ctxlab.messages import Conversation
 from ctxlab.strategies import get_strategy
 from ctxlab.tokens import get_counter
@@ -66,7 +67,7 @@ def test_turns_through_the_proxy_resume_the_summary(
     for i, reply in zip(users, sent, strict=True):
         prefix = Conversation(id="sum", messages=conv.messages[: i + 1])
         fresh = strategy.prune(prefix, BUDGET, counter)
-        assert list(reply.meta["sent"]) == [m.id for m in fresh.messages]
+        assert sent_ids(conv.messages, reply) == [m.id for m in fresh.messages]
         summary = next((m for m in fresh.messages if m.meta.get("summary_of")), None)
         assert reply.meta.get("summary_id") == (summary.id if summary else None)
         if summary is not None:

@@ -19,6 +19,7 @@ from redis_fixture import StoreFactory
 
 from ctxlab.budget import Budget
 from ctxlab.errors import BudgetUnreachableError, ProviderHTTPError, UsageError
+from ctxlab.live import sent_ids
 from ctxlab.live.session import Session
 from ctxlab.messages import Conversation, Message, ToolCall
 from ctxlab.providers.base import Completion, TextDelta
@@ -44,7 +45,7 @@ def check_consistent(history: Sequence[Message], budget: Budget = BUDGET) -> Non
     for i in range(0, len(turns), 2):
         prefix = Conversation(id="check", messages=(*head, *turns[: i + 1]))
         expected = strategy.prune(prefix, budget, counter)
-        assert list(turns[i + 1].meta["sent"]) == [m.id for m in expected.messages]
+        assert sent_ids(history, turns[i + 1]) == [m.id for m in expected.messages]
 
 
 def test_fifty_turns_send_what_the_strategy_prunes(
@@ -88,7 +89,7 @@ def test_reply_metadata(stores: StoreFactory) -> None:
     assert meta["usage"]["input_tokens"] == completion.usage.input_tokens > 0
     assert meta["usage"]["output_tokens"] == completion.usage.output_tokens > 0
     assert meta["tokens"] == get_counter().count(reply)
-    assert list(meta["sent"]) == [m.id for m in provider.calls[0].messages]
+    assert sent_ids(session.history, reply) == [m.id for m in provider.calls[0].messages]
     assert meta["sent_tokens"] == get_counter().count_messages(provider.calls[0].messages)
     assert meta["strategy"] == "token_window" and meta["budget"] == 600
     assert meta["latency_s"] >= 0

@@ -12,6 +12,7 @@ from typing import Any
 
 from session_support import locomo_pairs
 
+from ctxlab.live import sent_ids
 from ctxlab.live.session import Session
 from ctxlab.messages import Message
 from ctxlab.providers import Completion, get_provider
@@ -49,7 +50,7 @@ def test_session_against_the_local_server(local_llm: Any) -> None:
         assert history[2].meta["model"] and history[2].meta["usage"]["output_tokens"] > 0
         pruned = session.last_pruned
         assert pruned is not None and pruned.tokens <= 300
-        assert list(history[-1].meta["sent"]) == [m.id for m in pruned.messages]
+        assert sent_ids(history, history[-1]) == [m.id for m in pruned.messages]
 
 
 def summarizer_calls(replies: list[Message]) -> list[tuple[int, int]]:

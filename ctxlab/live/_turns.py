@@ -14,6 +14,7 @@ from typing import Any, TypeAlias
 
 from ctxlab.budget import Budget
 from ctxlab.errors import UsageError
+from ctxlab.live._sent import pack
 from ctxlab.messages import Conversation, Message, new_id
 from ctxlab.providers.base import Completion
 from ctxlab.strategies.base import Pruned, ResumableStrategy, Resumed, Strategy
@@ -46,7 +47,7 @@ class Turn:
 
     @property
     def reply(self) -> Message:
-        """The stored assistant message (its ``meta`` holds usage, model, latency, sent ids)."""
+        """The stored assistant message (its ``meta`` records the turn: see `Session`)."""
         return self.stored[-1]
 
 
@@ -60,6 +61,7 @@ class Plan:
         pruned: the strategy's result over the history plus `new`.
         resumed: for a `ResumableStrategy`, its result with the state to store, else None.
         last_summary: id of the summary the session's previous reply sent, if any.
+        session: ids of the session's messages up to `new` included, the system message not.
     """
 
     new: tuple[Message, ...]
@@ -67,6 +69,7 @@ class Plan:
     pruned: Pruned
     resumed: Resumed | None = None
     last_summary: str | None = None
+    session: tuple[str, ...] = ()
 
     @property
     def state(self) -> str | None:
@@ -82,7 +85,7 @@ class Plan:
             "latency_s": round(completion.latency_s, 6),
             "usage": usage_dict(completion.usage),
             "tokens": counter.count(bare),
-            "sent": [m.id for m in self.pruned.messages],
+            "sent": pack([m.id for m in self.pruned.messages], self.session),
             "sent_tokens": self.pruned.tokens,
             "strategy": self.pruned.strategy,
             "budget": self.pruned.budget.max_tokens,
@@ -163,9 +166,10 @@ def plan_turn(
     fresh = tuple(_fresh(m, taken, now) for m in rest)
     head = (effective,) if effective is not None else ()
     conversation = Conversation(id=session_id, messages=(*head, *turns, *fresh))
+    ids = tuple(m.id for m in (*turns, *fresh))
     if not isinstance(strategy, ResumableStrategy):
         pruned = strategy.prune(conversation, budget, counter)
-        return Plan(new=fresh, new_system=new_system, pruned=pruned)
+        return Plan(new=fresh, new_system=new_system, pruned=pruned, session=ids)
     resumed = strategy.resume(conversation, budget, counter, state)
     if resumed.rejected is not None and state is not None:
         logger.warning(
@@ -179,6 +183,7 @@ def plan_turn(
         pruned=resumed.pruned,
         resumed=resumed,
         last_summary=_last_summary(turns),
+        session=ids,
     )
 
 

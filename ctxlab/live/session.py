@@ -55,7 +55,8 @@ class Session:
 
     Each stored reply's ``meta`` records its turn: ``model``, ``finish_reason``, ``latency_s``,
     ``usage`` (the provider's normalised counts), ``tokens`` (the reply, by `counter`),
-    ``sent`` (ids of the messages sent, summaries included), ``sent_tokens``, ``strategy``
+    ``sent`` (the messages sent, summaries included, as runs of ids: `ctxlab.live.sent_ids`
+    lists them one by one), ``sent_tokens``, ``strategy``
     (its label), ``budget`` and, when the strategy called an LLM, ``extra_usage``.
 
     A strategy with a running summary (``summarize``, ``summary_window``) keeps its state in

@@ -6,13 +6,15 @@ import os
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
 from ctxlab.errors import ConfigurationError, UsageError
-from ctxlab.live.stores._codec import decode, encode
+from ctxlab.live.stores._codec import encode
+from ctxlab.live.stores._history import DEFAULT_CACHE_CHARS, HistoryCache
 from ctxlab.live.stores.base import BaseStore, SessionInfo, SessionKey, utc
 from ctxlab.messages import Message
 
@@ -35,6 +37,12 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 2: the strategy state each turn leaves (a running summary), committed with the turn.
     ("ALTER TABLE sessions ADD COLUMN state TEXT",),
+    # 3: a random token per session lifetime, so a reader may keep what it decoded (see
+    # _history.py): messages only grow until the session is deleted, which ends the epoch.
+    (
+        "ALTER TABLE sessions ADD COLUMN epoch TEXT",
+        "UPDATE sessions SET epoch = lower(hex(randomblob(16)))",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -49,7 +57,11 @@ class SQLiteStore(BaseStore):
         - WAL journal: readers never block the writer; with ``synchronous=NORMAL`` (default) a
           committed turn survives a process crash, and the file stays consistent on power loss
           (the newest turns may then be lost; pass ``synchronous="FULL"`` to fsync each turn);
-        - one connection per thread, so threads never share a cursor;
+        - one connection per thread, so threads never share a cursor; this process's writers
+          take turns on a lock of their own, so they never sleep in SQLite's busy handler
+          waiting for each other (only other processes' transactions are waited out there);
+        - a turn decodes only the messages stored since this store last read the session
+          (histories are kept decoded, up to `cache_chars` stored characters);
         - the schema is versioned (`SCHEMA_VERSION`); older files are migrated on open, newer
           ones are refused rather than misread.
 
@@ -59,6 +71,7 @@ class SQLiteStore(BaseStore):
         busy_timeout: seconds a writer waits for another process's transaction.
         lock_ttl: see `BaseStore`.
         lock_timeout: see `BaseStore`.
+        cache_chars: stored characters of history kept decoded between turns (0: none).
     """
 
     def __init__(
@@ -69,6 +82,7 @@ class SQLiteStore(BaseStore):
         busy_timeout: float = 30.0,
         lock_ttl: float = 30.0,
         lock_timeout: float = 300.0,
+        cache_chars: int = DEFAULT_CACHE_CHARS,
     ) -> None:
         super().__init__(lock_ttl=lock_ttl, lock_timeout=lock_timeout)
         if synchronous not in ("NORMAL", "FULL"):
@@ -84,6 +98,8 @@ class SQLiteStore(BaseStore):
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
+        self._writer = threading.Lock()
+        self._histories = HistoryCache(cache_chars)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._migrate()
 
@@ -127,20 +143,23 @@ class SQLiteStore(BaseStore):
     @contextmanager
     def _write(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
         conn = self._conn()
-        if not durable:
-            # Lock leases need no fsync: after a power loss every holder is gone anyway.
-            conn.execute("PRAGMA synchronous=OFF")
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-        finally:
+        # One writer of this process at a time: SQLite's busy handler sleeps in growing steps
+        # (up to 100 ms) when the file is locked, which would stall turns behind one another.
+        with self._writer:
             if not durable:
-                conn.execute(self._pragmas[1])
+                # Lock leases need no fsync: after a power loss every holder is gone anyway.
+                conn.execute("PRAGMA synchronous=OFF")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            finally:
+                if not durable:
+                    conn.execute(self._pragmas[1])
 
     def close(self) -> None:
         """Close every connection this store opened."""
@@ -208,10 +227,10 @@ class SQLiteStore(BaseStore):
             [(key.owner, key.id, start + i, b) for i, b in enumerate(bodies)],
         )
         conn.execute(
-            "INSERT INTO sessions VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (owner, id) DO UPDATE "
-            "SET system = COALESCE(excluded.system, system), updated_at = excluded.updated_at,"
+            "INSERT INTO sessions VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (owner, id) DO UPDATE"
+            " SET system = COALESCE(excluded.system, system), updated_at = excluded.updated_at,"
             " messages = excluded.messages, state = COALESCE(excluded.state, state)",
-            (key.owner, key.id, system, now, now, start + len(bodies), state),
+            (key.owner, key.id, system, now, now, start + len(bodies), state, uuid.uuid4().hex),
         )
 
     def load(self, key: SessionKey) -> list[Message]:
@@ -220,10 +239,10 @@ class SQLiteStore(BaseStore):
         # One read transaction, so the system message and the turns come from one snapshot.
         conn.execute("BEGIN")
         try:
-            system, bodies, _ = _read(conn, key)
+            history, _ = self._read(conn, key)
         finally:
             conn.execute("COMMIT")
-        return _decode(system, bodies)
+        return history
 
     def load_state(self, key: SessionKey) -> str | None:
         """The strategy state stored with the session, or None."""
@@ -260,7 +279,28 @@ class SQLiteStore(BaseStore):
             gone = conn.execute(
                 "DELETE FROM sessions WHERE owner = ? AND id = ?", (key.owner, key.id)
             )
-            return gone.rowcount > 0
+        self._histories.forget(key)
+        return gone.rowcount > 0
+
+    def _read(self, conn: sqlite3.Connection, key: SessionKey) -> tuple[list[Message], str | None]:
+        """The history and the strategy state, in an open transaction (one snapshot)."""
+        row = conn.execute(
+            "SELECT system, state, messages, epoch FROM sessions WHERE owner = ? AND id = ?",
+            (key.owner, key.id),
+        ).fetchone()
+        if row is None:
+            return [], None
+        system, state, stored, epoch = row
+
+        def bodies_from(start: int) -> list[str]:
+            rows = conn.execute(
+                "SELECT body FROM messages WHERE owner = ? AND session = ? AND seq >= ? "
+                "ORDER BY seq",
+                (key.owner, key.id, start),
+            )
+            return [body for (body,) in rows]
+
+        return self._histories.read(key, epoch, system, stored, bodies_from), state
 
     # -- lease locks (wall clock: leases are shared between processes) ---------------------------
 
@@ -275,8 +315,7 @@ class SQLiteStore(BaseStore):
         with self._write(durable=False) as conn:
             if not _take(conn, key, token, ttl):
                 return None
-            system, bodies, state = _read(conn, key)
-        return _decode(system, bodies), state
+            return self._read(conn, key)
 
     def _append_and_release(
         self,
@@ -318,24 +357,6 @@ def _take(conn: sqlite3.Connection, key: SessionKey, token: str, ttl: float) -> 
         (_lock_name(key), token, now + ttl, now),
     )
     return cur.rowcount > 0
-
-
-def _read(conn: sqlite3.Connection, key: SessionKey) -> tuple[str | None, list[str], str | None]:
-    """The stored system message, message bodies and strategy state, in an open transaction."""
-    row = conn.execute(
-        "SELECT system, state FROM sessions WHERE owner = ? AND id = ?", (key.owner, key.id)
-    ).fetchone()
-    rows = conn.execute(
-        "SELECT body FROM messages WHERE owner = ? AND session = ? ORDER BY seq",
-        (key.owner, key.id),
-    ).fetchall()
-    system, state = row if row else (None, None)
-    return system, [body for (body,) in rows], state
-
-
-def _decode(system: str | None, bodies: list[str]) -> list[Message]:
-    head = [decode(system)] if system else []
-    return head + [decode(body) for body in bodies]
 
 
 def _lock_name(key: SessionKey) -> str:

@@ -1,0 +1,176 @@
+"""A turn reads only what was stored since: decoded histories kept by the SQLite store, and
+replies that record what they sent in space that does not grow with the session."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from session_support import locomo_pairs
+
+from ctxlab.budget import Budget
+from ctxlab.errors import UsageError
+from ctxlab.live import sent_ids
+from ctxlab.live.session import Session
+from ctxlab.live.stores import SessionKey, _history
+from ctxlab.live.stores.sqlite import SQLiteStore
+from ctxlab.messages import Message
+from ctxlab.providers.scripted import ScriptedProvider
+from ctxlab.strategies import get_strategy
+
+KEY = SessionKey(owner="alice", id="s1")
+
+
+@pytest.fixture
+def decoded(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every stored text the history cache decodes, in order."""
+    seen: list[str] = []
+    real = _history.decode
+
+    def counting(text: str) -> Message:
+        seen.append(text)
+        return real.__wrapped__(text)  # bypass the text cache: count real decodes
+
+    monkeypatch.setattr(_history, "decode", counting)
+    return seen
+
+
+def pairs_as_messages(data_dir: Path, n: int) -> list[list[Message]]:
+    return [
+        [Message(role="user", content=u), Message(role="assistant", content=a)]
+        for u, a in locomo_pairs(data_dir)[:n]
+    ]
+
+
+def test_a_turn_decodes_only_the_messages_stored_since(
+    tmp_path: Path, data_dir: Path, decoded: list[str]
+) -> None:
+    store = SQLiteStore(tmp_path / "s.db")
+    turns = pairs_as_messages(data_dir, 30)
+    system = Message(role="system", content="Be kind.")
+    store.append_turn(KEY, turns[0], system=system)
+    assert store.load(KEY) == [system, *turns[0]]
+    for i, turn in enumerate(turns[1:], start=1):
+        decoded.clear()
+        store.append_turn(KEY, turn)
+        with store.begin_turn(KEY) as held:
+            assert held.history == [system, *(m for t in turns[: i + 1] for m in t)]
+        assert len(decoded) == 2  # the two new messages, not the 2i before them
+    # A new store object (a restarted process) decodes everything once, then only news.
+    again = SQLiteStore(tmp_path / "s.db")
+    decoded.clear()
+    assert len(again.load(KEY)) == 61 and len(decoded) == 61
+    decoded.clear()
+    assert len(again.load(KEY)) == 61 and decoded == []
+    store.close()
+    again.close()
+
+
+def test_another_writer_and_a_new_system_message_are_seen(tmp_path: Path, data_dir: Path) -> None:
+    turns = pairs_as_messages(data_dir, 6)
+    mine, theirs = SQLiteStore(tmp_path / "s.db"), SQLiteStore(tmp_path / "s.db")
+    mine.append_turn(KEY, turns[0], system=Message(role="system", content="A"))
+    assert len(mine.load(KEY)) == 3
+    theirs.append_turn(KEY, turns[1])  # another process appends: the cached prefix grows
+    assert mine.load(KEY)[1:] == [*turns[0], *turns[1]]
+    theirs.append_turn(KEY, turns[2], system=Message(role="system", content="B"))
+    loaded = mine.load(KEY)
+    assert loaded[0].text == "B" and loaded[1:] == [m for t in turns[:3] for m in t]
+    mine.close()
+    theirs.close()
+
+
+def test_a_deleted_and_recreated_session_is_never_read_from_the_old_one(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    turns = pairs_as_messages(data_dir, 8)
+    mine, theirs = SQLiteStore(tmp_path / "s.db"), SQLiteStore(tmp_path / "s.db")
+    for t in turns[:2]:
+        mine.append_turn(KEY, t)
+    assert len(mine.load(KEY)) == 4
+    # Another process deletes the session and stores more turns than it had under the key:
+    # counts alone would take the old messages for a prefix of the new ones.
+    assert theirs.delete(KEY)
+    for t in turns[2:5]:
+        theirs.append_turn(KEY, t)
+    assert mine.load(KEY) == [m for t in turns[2:5] for m in t]
+    mine.close()
+    theirs.close()
+
+
+def test_the_cache_is_bounded_and_eviction_only_costs_a_full_read(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    turns = pairs_as_messages(data_dir, 40)
+    keys = [SessionKey(owner="o", id=f"s{i}") for i in range(4)]
+    store = SQLiteStore(tmp_path / "s.db", cache_chars=6_000)
+    for turn in turns:
+        for key in keys:
+            store.append_turn(key, turn)
+            with store.begin_turn(key) as held:
+                stored = len(held.history)
+            assert stored == 2 * (turns.index(turn) + 1)
+    assert store._histories._chars <= 6_000
+    for key in keys:
+        assert store.load(key) == [m for t in turns for m in t]
+    store.close()
+
+
+def test_a_version_2_file_gains_epochs_and_loads_the_same(tmp_path: Path, data_dir: Path) -> None:
+    path = tmp_path / "old.db"
+    raw = sqlite3.connect(path, isolation_level=None)
+    raw.execute("CREATE TABLE ctxlab_migrations (version INTEGER PRIMARY KEY, applied_at REAL)")
+    from ctxlab.live.stores.sqlite import _MIGRATIONS
+
+    for version, statements in enumerate(_MIGRATIONS[:2], start=1):
+        for statement in statements:
+            raw.execute(statement)
+        raw.execute("INSERT INTO ctxlab_migrations VALUES (?, 0)", (version,))
+    body = '{"role":"user","content":"from an older ctxlab","id":"u1"}'
+    raw.execute("INSERT INTO sessions VALUES ('alice', 's1', NULL, 0, 0, 1, NULL)")
+    raw.execute("INSERT INTO messages VALUES ('alice', 's1', 0, ?)", (body,))
+    raw.close()
+    store = SQLiteStore(path)
+    assert [m.text for m in store.load(KEY)] == ["from an older ctxlab"]
+    store.append_turn(KEY, pairs_as_messages(data_dir, 1)[0])
+    assert len(store.load(KEY)) == 3
+    store.close()
+    epochs = sqlite3.connect(path).execute("SELECT epoch FROM sessions").fetchall()
+    assert len(epochs) == 1 and len(epochs[0][0]) == 32
+
+
+def test_replies_record_runs_whose_size_does_not_grow(tmp_path: Path, data_dir: Path) -> None:
+    budget = Budget(max_tokens=600)
+    strategy = get_strategy("token_window")
+    session = Session(
+        ScriptedProvider(cycle=True),
+        strategy,
+        budget,
+        store=SQLiteStore(tmp_path / "s.db"),
+        system="Be kind.",
+    )
+    sizes = []
+    for user, _ in locomo_pairs(data_dir)[:80]:
+        turn = session.turn(user)
+        sent = turn.reply.meta["sent"]
+        sizes.append(len(sent))
+        # the system message alone, then one run of the latest messages
+        assert sent[0] == session.history[0].id and len(sent) == 2
+        assert sent_ids(session.history, turn.reply) == [m.id for m in turn.pruned.messages]
+    assert max(sizes) == 2
+    history = session.history
+    lengths = [len(m.meta["sent"]) for m in history if m.role == "assistant"]
+    assert lengths == sizes
+    session.close()
+
+
+def test_sent_ids_names_what_it_cannot_expand(tmp_path: Path, data_dir: Path) -> None:
+    session = Session(ScriptedProvider(cycle=True), "token_window", 4000, store="memory")
+    for user, _ in locomo_pairs(data_dir)[:3]:
+        session.send(user)
+    history = session.history
+    with pytest.raises(UsageError, match="records no 'sent'"):
+        sent_ids(history, history[0])
+    with pytest.raises(UsageError, match="does not hold"):
+        sent_ids(history[2:], history[-1])  # a run starting before the slice
