@@ -2,12 +2,19 @@
 
 The configuration file is described in `ctxlab.live.proxy.config`. ``--host`` and ``--port``
 override the file's ``[server]`` values. The process stops cleanly on Ctrl-C or SIGTERM.
+
+The server process tunes Python's garbage collector: a full collection walks every object the
+process holds (the session histories its store keeps decoded, all of them alive) and stops
+every request while it runs: 35-105 ms each, several times a minute at 200 requests/s. The
+modules loaded at start are frozen out of those walks, and full collections run 100 times less
+often (``gc.set_threshold(700, 10, 1000)``); young cyclic garbage is still collected as usual.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import logging
 from typing import Any
 
@@ -47,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
     log.configure(getattr(logging, args.log_level.upper()))
     app = create_app(config)
+    _tune_gc()
     uvicorn.run(
         app,
         host=server.host,
@@ -56,6 +64,14 @@ def run(args: argparse.Namespace) -> int:
         server_header=False,
     )
     return 0
+
+
+def _tune_gc() -> None:
+    """Keep full collections from pausing every request (see the module docstring)."""
+    gc.collect()
+    gc.freeze()
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, 1000)
 
 
 def _require(module: str) -> Any:
