@@ -101,14 +101,42 @@ def key_strings_by_kind(text: str) -> dict[str, set[str]]:
 
 @lru_cache(maxsize=65536)
 def _keys(text: str) -> frozenset[str]:
+    if "\n" in text and len(text) > _SPLIT_ABOVE:
+        return _keys_by_line(text)
     out: set[str] = set()
     for found in _by_kind(text).values():
         out |= found
     return frozenset(out)
 
 
+# Longer texts with several lines are read line by line, each line's keys cached: a running
+# summary repeats most lines of the one before it, and tool outputs repeat across turns.
+_SPLIT_ABOVE = 1000
+
+
+def _keys_by_line(text: str) -> frozenset[str]:
+    """`_keys` of a multi-line text from its lines' keys, the same set.
+
+    No pattern but the date's can match a newline (their character classes exclude it, and a
+    line boundary looks the same to their lookarounds and ``\b`` as the string's ends), so
+    their matches are those of each line; dates (``8 May,\n2023``) are read on the whole text.
+    """
+    out: set[str] = {_strip(d) for d in _DATE.findall(text)}
+    for line in text.split("\n"):
+        out |= _line_keys(line)
+    return frozenset(out)
+
+
+@lru_cache(maxsize=65536)
+def _line_keys(line: str) -> frozenset[str]:
+    out: set[str] = set()
+    for found in _by_kind(line, dates=False).values():
+        out |= found
+    return frozenset(out)
+
+
 @lru_cache(maxsize=4096)
-def _by_kind(text: str) -> dict[str, frozenset[str]]:
+def _by_kind(text: str, dates: bool = True) -> dict[str, frozenset[str]]:
     if not text:
         return {kind: frozenset() for kind in KEY_KINDS}
     urls = {_strip(m) for m in _URL.findall(text)}
@@ -122,7 +150,7 @@ def _by_kind(text: str) -> dict[str, frozenset[str]]:
         "identifier": {w for w in _IDENT.findall(text) if _is_identifier(w)},
         "exception": set(_EXCEPTION.findall(text)),
         "number": {n for n in _NUMBER.findall(text) if sum(c.isdigit() for c in n) >= 3},
-        "date": {_strip(d) for d in _DATE.findall(text)},
+        "date": {_strip(d) for d in _DATE.findall(text)} if dates else set(),
         "code": {c for c in _CODE.findall(text) if _is_code(c)},
     }
     return {kind: frozenset(found[kind]) for kind in KEY_KINDS}

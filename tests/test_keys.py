@@ -121,3 +121,25 @@ def test_taubench_ids_are_keys() -> None:
             assert kwargs["reservation_id"] in keys
         for flight in kwargs.get("flights", ()):
             assert flight["flight_number"] in keys and flight["date"] in keys
+
+
+def whole_text_keys(text: str) -> set[str]:
+    """Every family matched on the whole text at once: what the line-by-line path must equal."""
+    return set().union(*ctxlab.keys._by_kind.__wrapped__(text).values())
+
+
+def test_long_texts_read_line_by_line_give_the_same_keys() -> None:
+    texts = []
+    for name in datasets.names():
+        for conv in datasets.load(name):
+            texts += [m.text for m in conv.messages if "\n" in m.text]
+            texts.append("\n".join(m.text for m in conv.messages))
+    long = [t for t in texts if len(t) > ctxlab.keys._SPLIT_ABOVE]
+    assert len(long) > 100
+    for text in long:
+        assert key_strings(text) == whole_text_keys(text)
+    # A date written across a line break is still found, and so is everything on each side.
+    crossing = "x" * 1000 + "\nWe met on 8 May,\n2023 at build_v2 (see /etc/hosts)\nMay\n2024"
+    found = key_strings(crossing)
+    assert found == whole_text_keys(crossing)
+    assert {"8 May,\n2023", "May\n2024", "build_v2", "/etc/hosts"} <= found
