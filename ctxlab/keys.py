@@ -115,7 +115,7 @@ _SPLIT_ABOVE = 1000
 
 
 def _keys_by_line(text: str) -> frozenset[str]:
-    """`_keys` of a multi-line text from its lines' keys, the same set.
+    r"""`_keys` of a multi-line text from its lines' keys, the same set.
 
     No pattern but the date's can match a newline (their character classes exclude it, and a
     line boundary looks the same to their lookarounds and ``\b`` as the string's ends), so

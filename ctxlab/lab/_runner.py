@@ -9,10 +9,12 @@ finished first.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
@@ -286,7 +288,26 @@ def _extend_core(cols: dict[str, list[Any]], task: Task, cell: Cell) -> None:
 
 def run_batch(tasks: Sequence[Task]) -> list[tuple[int, dict[str, list[Any]]]]:
     """Run tasks in order: (task index, columns) for each."""
-    return [(t.index, cell_columns(t, replay_cells(t))) for t in tasks]
+    with _collector_paused():
+        return [(t.index, cell_columns(t, replay_cells(t))) for t in tasks]
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while a batch runs, then restore its state.
+
+    A replay keeps a `Pruned` and a `Probe` per probe and budget alive until its columns are
+    made, and every collection walks all of them again: a sixth of the time of a sweep over
+    every prefix of a 1,000-message run. Reference counting still frees everything that is not
+    in a cycle at once; anything cyclic is collected after the batch, as it would have been.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 _UNSAFE = re.compile(r"[^\w.=,()-]+")
