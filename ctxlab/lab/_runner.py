@@ -268,22 +268,25 @@ def _compute(metric: Metric, cell: Cell) -> Values:
 
 
 def _extend_core(cols: dict[str, list[Any]], task: Task, cell: Cell) -> None:
-    for p in cell.probes:
-        cols["dataset"].append(task.dataset)
-        cols["conversation_id"].append(task.conversation.id)
-        cols["strategy"].append(task.label)
-        cols["budget"].append(cell.budget.max_tokens)
-        cols["probe"].append(p.k)
+    # Column by column: a sweep over every prefix fills these for thousands of probes.
+    probes, n = cell.probes, len(cell.probes)
+    results = [p.pruned for p in probes]
+    available, nan = cell.budget.available, math.nan
+    cols["dataset"] += [task.dataset] * n
+    cols["conversation_id"] += [task.conversation.id] * n
+    cols["strategy"] += [task.label] * n
+    cols["budget"] += [cell.budget.max_tokens] * n
+    cols["probe"] += [p.k for p in probes]
+    for p in probes:
         if p.question is not None:
             item = task.conversation.annotations["questions"][p.question]
             cols["question_index"].append(p.question)
             cols["category"].append(category_of(item))
-        ok = p.pruned is not None and p.pruned.tokens <= cell.budget.available
-        cols["input_tokens"].append(math.nan if p.pruned is None else float(p.pruned.tokens))
-        cols["budget_ok"].append(ok)
-        cols["tokens_before"].append(float(p.tokens_before))
-        cols["messages_sent"].append(math.nan if p.pruned is None else len(p.pruned.messages))
-        cols["note"].append(cell.note)
+    cols["input_tokens"] += [nan if r is None else float(r.tokens) for r in results]
+    cols["budget_ok"] += [r is not None and r.tokens <= available for r in results]
+    cols["tokens_before"] += [float(p.tokens_before) for p in probes]
+    cols["messages_sent"] += [nan if r is None else len(r.messages) for r in results]
+    cols["note"] += [cell.note] * n
 
 
 def run_batch(tasks: Sequence[Task]) -> list[tuple[int, dict[str, list[Any]]]]:

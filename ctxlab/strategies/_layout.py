@@ -229,10 +229,18 @@ class Layout:
         return left
 
     def _fit_back(self, k: int, room: int, lo: int, skip: Sequence[int]) -> int:
+        # A binary search on cost(mid, k, skip), inlined: a replay runs it at every probe.
+        cum, end = self.keep_cum, self.keep_cum[k]
+        ends, counts = self.unit_end, self._all
+        minus = [(j, counts[j]) for j in skip if lo <= j < k and ends[j] != NEVER]
         left, right = lo, k  # cost(k, k) == 0 <= room
         while left < right:
             mid = (left + right) // 2
-            if self.cost(mid, k, skip) <= room:
+            cost = end - cum[mid]
+            for j, n in minus:
+                if j >= mid:
+                    cost -= n
+            if cost <= room:
                 right = mid
             else:
                 left = mid + 1
