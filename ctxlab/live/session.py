@@ -56,8 +56,8 @@ class Session:
     Each stored reply's ``meta`` records its turn: ``model``, ``finish_reason``, ``latency_s``,
     ``usage`` (the provider's normalised counts), ``tokens`` (the reply, by `counter`),
     ``sent`` (the messages sent, summaries included, as runs of ids: `ctxlab.live.sent_ids`
-    lists them one by one), ``sent_tokens``, ``strategy``
-    (its label), ``budget`` and, when the strategy called an LLM, ``extra_usage``.
+    lists them one by one), ``sent_tokens``, ``strategy`` (its label), ``budget`` and, when
+    the strategy called an LLM, ``extra_usage``.
 
     A strategy with a running summary (``summarize``, ``summary_window``) keeps its state in
     the store, committed with each turn, and the next turn walks on from it: the summarizer
