@@ -44,6 +44,9 @@ class Decision:
     into: str | None = None
 
 
+_NO_USAGE = Usage()
+
+
 @dataclass(frozen=True, kw_only=True)
 class Pruned:
     """The outcome of pruning one conversation (or one prefix of it) to a budget.
@@ -65,7 +68,7 @@ class Pruned:
     tokens: int
     budget: Budget
     strategy: str
-    extra_usage: Usage = field(default_factory=Usage)
+    extra_usage: Usage = field(default=_NO_USAGE)  # usages are immutable: one zero for all
     decide: Callable[[], Sequence[Decision]] | None = field(default=None, repr=False, compare=False)
     given_decisions: Sequence[Decision] | None = field(default=None, repr=False, compare=False)
 

@@ -1,5 +1,5 @@
-"""A turn reads only what was stored since: decoded histories kept by the SQLite store, and
-replies that record what they sent in space that does not grow with the session."""
+"""A turn reads only what was stored since: decoded histories kept by the SQLite and Redis
+stores, and replies that record what they sent in space that does not grow with the session."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from redis_fixture import StoreFactory
 from session_support import locomo_pairs
 
 from ctxlab.budget import Budget
@@ -20,6 +21,13 @@ from ctxlab.providers.scripted import ScriptedProvider
 from ctxlab.strategies import get_strategy
 
 KEY = SessionKey(owner="alice", id="s1")
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """The stores that persist and keep decoded histories (memory holds messages as they are)."""
+    kind: str = request.param
+    return kind
 
 
 @pytest.fixture
@@ -44,9 +52,9 @@ def pairs_as_messages(data_dir: Path, n: int) -> list[list[Message]]:
 
 
 def test_a_turn_decodes_only_the_messages_stored_since(
-    tmp_path: Path, data_dir: Path, decoded: list[str]
+    stores: StoreFactory, data_dir: Path, decoded: list[str]
 ) -> None:
-    store = SQLiteStore(tmp_path / "s.db")
+    store = stores.open()
     turns = pairs_as_messages(data_dir, 30)
     system = Message(role="system", content="Be kind.")
     store.append_turn(KEY, turns[0], system=system)
@@ -58,18 +66,18 @@ def test_a_turn_decodes_only_the_messages_stored_since(
             assert held.history == [system, *(m for t in turns[: i + 1] for m in t)]
         assert len(decoded) == 2  # the two new messages, not the 2i before them
     # A new store object (a restarted process) decodes everything once, then only news.
-    again = SQLiteStore(tmp_path / "s.db")
+    again = stores.open()
     decoded.clear()
     assert len(again.load(KEY)) == 61 and len(decoded) == 61
     decoded.clear()
     assert len(again.load(KEY)) == 61 and decoded == []
-    store.close()
-    again.close()
 
 
-def test_another_writer_and_a_new_system_message_are_seen(tmp_path: Path, data_dir: Path) -> None:
+def test_another_writer_and_a_new_system_message_are_seen(
+    stores: StoreFactory, data_dir: Path
+) -> None:
     turns = pairs_as_messages(data_dir, 6)
-    mine, theirs = SQLiteStore(tmp_path / "s.db"), SQLiteStore(tmp_path / "s.db")
+    mine, theirs = stores.open(), stores.open()
     mine.append_turn(KEY, turns[0], system=Message(role="system", content="A"))
     assert len(mine.load(KEY)) == 3
     theirs.append_turn(KEY, turns[1])  # another process appends: the cached prefix grows
@@ -77,15 +85,13 @@ def test_another_writer_and_a_new_system_message_are_seen(tmp_path: Path, data_d
     theirs.append_turn(KEY, turns[2], system=Message(role="system", content="B"))
     loaded = mine.load(KEY)
     assert loaded[0].text == "B" and loaded[1:] == [m for t in turns[:3] for m in t]
-    mine.close()
-    theirs.close()
 
 
 def test_a_deleted_and_recreated_session_is_never_read_from_the_old_one(
-    tmp_path: Path, data_dir: Path
+    stores: StoreFactory, data_dir: Path
 ) -> None:
     turns = pairs_as_messages(data_dir, 8)
-    mine, theirs = SQLiteStore(tmp_path / "s.db"), SQLiteStore(tmp_path / "s.db")
+    mine, theirs = stores.open(), stores.open()
     for t in turns[:2]:
         mine.append_turn(KEY, t)
     assert len(mine.load(KEY)) == 4
@@ -95,16 +101,16 @@ def test_a_deleted_and_recreated_session_is_never_read_from_the_old_one(
     for t in turns[2:5]:
         theirs.append_turn(KEY, t)
     assert mine.load(KEY) == [m for t in turns[2:5] for m in t]
-    mine.close()
-    theirs.close()
+    with mine.begin_turn(KEY) as held:  # under the lease, in one round trip, alike
+        assert held.history == [m for t in turns[2:5] for m in t]
 
 
 def test_the_cache_is_bounded_and_eviction_only_costs_a_full_read(
-    tmp_path: Path, data_dir: Path
+    stores: StoreFactory, data_dir: Path
 ) -> None:
     turns = pairs_as_messages(data_dir, 40)
     keys = [SessionKey(owner="o", id=f"s{i}") for i in range(4)]
-    store = SQLiteStore(tmp_path / "s.db", cache_chars=6_000)
+    store = stores.open(cache_chars=6_000)
     for turn in turns:
         for key in keys:
             store.append_turn(key, turn)
@@ -114,7 +120,6 @@ def test_the_cache_is_bounded_and_eviction_only_costs_a_full_read(
     assert store._histories._chars <= 6_000
     for key in keys:
         assert store.load(key) == [m for t in turns for m in t]
-    store.close()
 
 
 def test_a_version_2_file_gains_epochs_and_loads_the_same(tmp_path: Path, data_dir: Path) -> None:

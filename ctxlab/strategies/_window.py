@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, kw_only=True, eq=False)
+@dataclass(kw_only=True, eq=False, slots=True)  # not frozen: made at every probe of a replay
 class Selection:
     """Which messages of prefix k are sent: pinned ones plus ranges of sendable messages.
 

@@ -60,8 +60,8 @@ class HistoryCache:
     ) -> list[Message]:
         """The history of a session whose stored state is (`epoch`, `system`, `stored`).
 
-        `bodies_from(n)` returns the stored message texts from position n on, read in the same
-        snapshot as the other arguments.
+        `bodies_from(n)` returns the stored message texts from position n up to `stored`, as
+        in the snapshot the other arguments come from.
         """
         entry = self._get(key) if epoch is not None else None
         if entry is None or entry.epoch != epoch or entry.system != system or entry.stored > stored:
@@ -77,6 +77,16 @@ class HistoryCache:
             stored_now = len(history) - bool(system)
             self._put(key, _Entry(epoch, system, tuple(history), stored_now, chars))
         return history
+
+    def hint(self, key: SessionKey) -> tuple[str, int]:
+        """(epoch, stored messages) of the history kept for `key`, or ("", 0).
+
+        A store that reads in one round trip asks for the rows after it (when the epoch
+        still matches) and passes the reply to `read`.
+        """
+        with self._lock:
+            entry = self._entries.get(key)
+        return (entry.epoch, entry.stored) if entry is not None else ("", 0)
 
     def forget(self, key: SessionKey) -> None:
         """Drop a session's entry (it was deleted)."""

@@ -3,7 +3,8 @@
 Layout, with every owner and id percent-encoded so no name can collide with another::
 
     {prefix}:s:{owner}:{id}:msgs   list of JSON messages, in order
-    {prefix}:s:{owner}:{id}:meta   hash: system, state (the strategy's), created_at, updated_at
+    {prefix}:s:{owner}:{id}:meta   hash: system, state (the strategy's), created_at, updated_at,
+                                   epoch (random, set by the first turn after a delete)
     {prefix}:o:{owner}             sorted set of the owner's session ids by updated_at
     {prefix}:lock:{owner}:{id}     the session's lock lease (token, with a PX expiry)
 """
@@ -11,12 +12,14 @@ Layout, with every owner and id percent-encoded so no name can collide with anot
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
 from ctxlab.errors import ConfigurationError, MissingDependencyError
-from ctxlab.live.stores._codec import decode, encode
+from ctxlab.live.stores._codec import encode
+from ctxlab.live.stores._history import DEFAULT_CACHE_CHARS, HistoryCache
 from ctxlab.live.stores.base import BaseStore, SessionInfo, SessionKey, utc
 from ctxlab.messages import Message
 
@@ -36,14 +39,27 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
-# Take the lease and, when won, read the history it guards: one round trip, one snapshot.
-_ACQUIRE_AND_LOAD = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  local meta = redis.call('HMGET', KEYS[2], 'system', 'state')
-  return {1, meta[1], redis.call('LRANGE', KEYS[3], 0, -1), meta[2]}
+# The history from a position on when the session's epoch is the caller's, else all of it
+# (KEYS[1] meta, KEYS[2] msgs; ARGV[1] epoch, ARGV[2] position): one snapshot, one round trip.
+# Missing hash fields come back as false, which keeps the reply's positions.
+_LOAD = """
+local meta = redis.call('HMGET', KEYS[1], 'system', 'state', 'epoch')
+local n = redis.call('LLEN', KEYS[2])
+local from = 0
+if meta[3] and meta[3] == ARGV[1] and tonumber(ARGV[2]) <= n then
+  from = tonumber(ARGV[2])
 end
-return {0}
+return {1, meta[1], redis.call('LRANGE', KEYS[2], from, -1), meta[2], meta[3], n, from}
 """
+# Take the lease (KEYS[3], token ARGV[3], ARGV[4] ms) and, when won, read as _LOAD does.
+_ACQUIRE_AND_LOAD = (
+    """
+if not redis.call('SET', KEYS[3], ARGV[3], 'NX', 'PX', ARGV[4]) then
+  return {0}
+end
+"""
+    + _LOAD
+)
 
 
 def _redis_module() -> Any:
@@ -70,6 +86,8 @@ class RedisStore(BaseStore):
         prefix: the key prefix, so several applications can share one database.
         lock_ttl: see `BaseStore`.
         lock_timeout: see `BaseStore`.
+        cache_chars: stored characters of history kept decoded between turns (0: none); a
+            turn then reads only the messages stored since (see `SQLiteStore`).
     """
 
     def __init__(
@@ -79,6 +97,7 @@ class RedisStore(BaseStore):
         prefix: str = "ctxlab",
         lock_ttl: float = 30.0,
         lock_timeout: float = 300.0,
+        cache_chars: int = DEFAULT_CACHE_CHARS,
     ) -> None:
         super().__init__(lock_ttl=lock_ttl, lock_timeout=lock_timeout)
         redis = _redis_module()
@@ -95,6 +114,8 @@ class RedisStore(BaseStore):
         self._renew_script = self._client.register_script(_RENEW)
         self._release_script = self._client.register_script(_RELEASE)
         self._acquire_script = self._client.register_script(_ACQUIRE_AND_LOAD)
+        self._load_script = self._client.register_script(_LOAD)
+        self._histories = HistoryCache(cache_chars)
 
     def _key(self, key: SessionKey, part: str) -> str:
         return f"{self.prefix}:s:{quote(key.owner, safe='')}:{quote(key.id, safe='')}:{part}"
@@ -130,6 +151,7 @@ class RedisStore(BaseStore):
         if messages:
             pipe.rpush(self._key(key, "msgs"), *[encode(m) for m in messages])
         pipe.hsetnx(meta, "created_at", repr(now))
+        pipe.hsetnx(meta, "epoch", uuid.uuid4().hex)  # a new one after each delete
         pipe.hset(meta, "updated_at", repr(now))
         if system is not None:
             pipe.hset(meta, "system", encode(system))
@@ -139,11 +161,25 @@ class RedisStore(BaseStore):
 
     def load(self, key: SessionKey) -> list[Message]:
         """The session's messages in order, its system message first; empty when unknown."""
-        with self._client.pipeline(transaction=True) as pipe:
-            pipe.hget(self._key(key, "meta"), "system")
-            pipe.lrange(self._key(key, "msgs"), 0, -1)
-            system, bodies = pipe.execute()
-        return _decode(system, bodies)
+        epoch, stored = self._histories.hint(key)
+        args = [epoch, stored]
+        reply = self._load_script(keys=[self._key(key, "meta"), self._key(key, "msgs")], args=args)
+        return self._history(key, reply)[0]
+
+    def _history(self, key: SessionKey, reply: list[Any]) -> tuple[list[Message], str | None]:
+        """History and state from a `_LOAD` reply (see `HistoryCache.read`)."""
+        _, system, bodies, state, epoch, stored, start = reply
+
+        def bodies_from(position: int) -> list[str]:
+            if position == start:
+                return list(bodies)
+            # The kept history changed between the hint and the reply (another thread read
+            # the session): the same snapshot's rows, read again from where it ends.
+            rows: list[str] = self._client.lrange(self._key(key, "msgs"), position, stored - 1)
+            return rows
+
+        history = self._histories.read(key, epoch or None, system or None, stored, bodies_from)
+        return history, state or None
 
     def load_state(self, key: SessionKey) -> str | None:
         """The strategy state stored with the session, or None."""
@@ -179,6 +215,7 @@ class RedisStore(BaseStore):
             pipe.delete(self._key(key, "msgs"), self._key(key, "meta"))
             pipe.zrem(self._index(key.owner), key.id)
             removed, _ = pipe.execute()
+        self._histories.forget(key)
         return bool(removed)
 
     def close(self) -> None:
@@ -192,13 +229,12 @@ class RedisStore(BaseStore):
     def _acquire_and_load(
         self, key: SessionKey, token: str, ttl: float
     ) -> tuple[list[Message], str | None] | None:
-        keys = [self._lock_key(key), self._key(key, "meta"), self._key(key, "msgs")]
-        reply = self._acquire_script(keys=keys, args=[token, _ms(ttl)])
+        keys = [self._key(key, "meta"), self._key(key, "msgs"), self._lock_key(key)]
+        epoch, stored = self._histories.hint(key)
+        reply = self._acquire_script(keys=keys, args=[epoch, stored, token, _ms(ttl)])
         if not reply[0]:
             return None
-        # Lua turns a missing field (nil) into false, and a trailing nil drops off the reply.
-        system, state = reply[1] or None, (reply[3] if len(reply) > 3 else None) or None
-        return _decode(system, reply[2]), state
+        return self._history(key, reply)
 
     def _append_and_release(
         self,
@@ -220,11 +256,6 @@ class RedisStore(BaseStore):
 
     def _release_lease(self, key: SessionKey, token: str) -> None:
         self._release_script(keys=[self._lock_key(key)], args=[token])
-
-
-def _decode(system: str | None, bodies: list[str]) -> list[Message]:
-    head = [decode(system)] if system else []
-    return head + [decode(b) for b in bodies]
 
 
 def _ms(seconds: float) -> int:
