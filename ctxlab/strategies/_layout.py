@@ -177,9 +177,12 @@ class Layout:
 
     def pins(self, k: int) -> tuple[int, ...]:
         """The pinned indices of prefix k: first system and newest user message, ascending."""
-        user = self.newest_user(k)
-        system = self.system if 0 <= self.system < k else -1
-        return tuple(sorted(i for i in (system, user) if i >= 0))
+        user, system = self.newest_user(k), self.system
+        if 0 <= system < k:
+            if user < 0 or user == system:
+                return (system,)
+            return (system, user) if system < user else (user, system)
+        return (user,) if user >= 0 else ()
 
     def required(self, k: int, budget: Budget, share: float = 1.0) -> tuple[tuple[int, ...], int]:
         """Pinned indices of prefix k and the tokens left for the rest of ``share`` × budget.
@@ -191,7 +194,9 @@ class Layout:
             BudgetUnreachableError: the pinned messages alone exceed the budget.
         """
         pins = self.pins(k)
-        need = sum(self.count(i) for i in pins) + REPLY_PRIMING
+        need = REPLY_PRIMING
+        for i in pins:
+            need += self.count(i)
         if need > budget.available:
             raise BudgetUnreachableError(need, budget.available, "first system + newest user")
         return pins, max(0, share_of(budget, share) - need)
