@@ -130,13 +130,17 @@ def _keys_by_line(text: str) -> frozenset[str]:
 @lru_cache(maxsize=65536)
 def _line_keys(line: str) -> frozenset[str]:
     out: set[str] = set()
-    for found in _by_kind(line, dates=False).values():
+    for found in _find(line, dates=False).values():
         out |= found
     return frozenset(out)
 
 
 @lru_cache(maxsize=4096)
-def _by_kind(text: str, dates: bool = True) -> dict[str, frozenset[str]]:
+def _by_kind(text: str) -> dict[str, frozenset[str]]:
+    return _find(text)
+
+
+def _find(text: str, dates: bool = True) -> dict[str, frozenset[str]]:
     if not text:
         return {kind: frozenset() for kind in KEY_KINDS}
     urls = {_strip(m) for m in _URL.findall(text)}

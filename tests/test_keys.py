@@ -125,7 +125,7 @@ def test_taubench_ids_are_keys() -> None:
 
 def whole_text_keys(text: str) -> set[str]:
     """Every family matched on the whole text at once: what the line-by-line path must equal."""
-    return set().union(*ctxlab.keys._by_kind.__wrapped__(text).values())
+    return set().union(*ctxlab.keys._find(text).values())
 
 
 def test_long_texts_read_line_by_line_give_the_same_keys() -> None:

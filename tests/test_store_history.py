@@ -4,6 +4,7 @@ stores, and replies that record what they sent in space that does not grow with 
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -179,3 +180,59 @@ def test_sent_ids_names_what_it_cannot_expand(tmp_path: Path, data_dir: Path) ->
         sent_ids(history, history[0])
     with pytest.raises(UsageError, match="does not hold"):
         sent_ids(history[2:], history[-1])  # a run starting before the slice
+
+
+@pytest.mark.parametrize("sent", ["msg_abc", 42, [["a", "b", "c"]], [7], [{"first": "a"}], [b"ab"]])
+def test_sent_ids_refuses_a_malformed_record(data_dir: Path, sent: object) -> None:
+    session = Session(ScriptedProvider(cycle=True), "token_window", 4000, store="memory")
+    for user, _ in locomo_pairs(data_dir)[:2]:
+        session.send(user)
+    history = session.history
+    edited = history[-1].replace(meta={**history[-1].meta, "sent": sent})
+    with pytest.raises(UsageError, match=edited.id):
+        sent_ids(history, edited)
+
+
+def test_concurrent_turns_and_readers_only_ever_see_prefixes(stores: StoreFactory) -> None:
+    # Writers append whole turns under the lease while readers load without it, all on two
+    # store objects (two processes' worth of caches) sharing the data: every history a reader
+    # or a turn saw must be a prefix of the final one, and nothing is lost or doubled.
+    a, b = stores.open(), stores.open()
+    keys = [SessionKey(owner="o", id="x"), SessionKey(owner="o", id="y")]
+    seen: list[tuple[SessionKey, list[str]]] = []
+    errors: list[BaseException] = []
+
+    def writer(w: int) -> None:
+        try:
+            store = (a, b)[w % 2]
+            for i in range(15):
+                key = keys[i % 2]
+                with store.begin_turn(key) as held:
+                    seen.append((key, [m.id for m in held.history]))
+                    held.commit([Message(role="user", content=f"w{w} t{i}", id=f"w{w}-{i}")])
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    def reader(r: int) -> None:
+        try:
+            store = (a, b)[r % 2]
+            for i in range(40):
+                key = keys[i % 2]
+                seen.append((key, [m.id for m in store.load(key)]))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(6)]
+    threads += [threading.Thread(target=reader, args=(r,)) for r in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    final = {key: [m.id for m in a.load(key)] for key in keys}
+    assert final == {key: [m.id for m in b.load(key)] for key in keys}
+    assert sorted(final[keys[0]] + final[keys[1]]) == sorted(
+        f"w{w}-{i}" for w in range(6) for i in range(15)
+    )
+    for key, ids in seen:
+        assert ids == final[key][: len(ids)]

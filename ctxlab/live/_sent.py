@@ -1,8 +1,9 @@
-"""How a reply records what its turn sent, in space that does not grow with the session.
+"""How a reply records what its turn sent: runs of ids, not one id per message.
 
 Each reply's ``meta["sent"]`` says which messages its request held. Written as one id per
-message, a session of n turns would store n²/2 ids (a 100-turn session at a 4,000-token budget:
-5 KB per reply, and every load decoding them again). So it lists runs: a request sends
+message, every reply would store as many ids as its request held messages: with short turns
+and a 4,000-token budget, 180 ids and 5 KB per reply, decoded again at every load, and while
+the history still fits the budget that grows with every turn. So it lists runs: a request sends
 stretches of consecutive session messages (the latest turns, a summary before them), and a
 stretch of two or more is written ``[first_id, last_id]``; a message sent alone, one that is
 not in the session (a summary, a placeholder with a new id) and the system message (it can be
@@ -56,6 +57,8 @@ def sent_ids(history: Sequence[Message], reply: Message) -> list[str]:
     sent = reply.meta.get("sent")
     if sent is None:
         raise UsageError(f"message {reply.id!r} records no 'sent' field (not a session reply)")
+    if isinstance(sent, str) or not isinstance(sent, Sequence):
+        raise UsageError(f"message {reply.id!r}: 'sent' must be a list, got {sent!r:.80}")
     turns = history[1:] if history and history[0].role == "system" else history
     ids = [m.id for m in turns]
     positions = {mid: j for j, mid in enumerate(ids)}
@@ -64,6 +67,11 @@ def sent_ids(history: Sequence[Message], reply: Message) -> list[str]:
         if isinstance(item, str):
             out.append(item)
             continue
+        if isinstance(item, str | bytes) or not isinstance(item, Sequence) or len(item) != 2:
+            raise UsageError(
+                f"message {reply.id!r}: each 'sent' entry must be an id or [first_id, last_id], "
+                f"got {item!r:.80}"
+            )
         first, last = item
         if first not in positions or last not in positions:
             raise UsageError(

@@ -4,8 +4,9 @@ A session's messages are append-only for as long as the session exists; deleting
 storing a turn under the same key starts a new *epoch* (a random token the store writes with
 the session's first turn). So a history decoded earlier is still a prefix of the stored one
 when the epoch matches, the stored count has not shrunk and the system message is unchanged:
-the store then reads only the rows after it. Anything else (another epoch, a store written by
-another process in between, an entry evicted for space) falls back to reading everything.
+the store then reads only the rows after it, whoever stored them (another thread, another
+process). Anything else (another epoch, a replaced system message, an entry evicted for space)
+falls back to reading everything.
 
 The cache is bounded by the stored text it holds (least recently used sessions go first), so
 a proxy with many long sessions keeps the recent ones without growing without end.
@@ -24,7 +25,8 @@ from ctxlab.messages import Message
 
 __all__ = ["DEFAULT_CACHE_CHARS", "HistoryCache"]
 
-#: Stored characters of history kept decoded per store by default (about 200 MB of objects).
+#: Stored characters of history kept decoded per store by default: about 110 MB of objects
+#: (measured on LoCoMo turns: 3.4 bytes per stored character).
 DEFAULT_CACHE_CHARS = 32_000_000
 
 
